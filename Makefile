@@ -1,0 +1,48 @@
+# telecom-kappa: `make help` lists the targets.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+KAPPA := $(VENV)/bin/kappa
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+.PHONY: install
+install: ## venv + pinned Python deps + JVM artifacts from Maven Central + apt packages (idempotent)
+	@scripts/install_apt.sh
+	@scripts/install_python.sh
+	@scripts/install_jvm.sh
+
+.PHONY: test
+test: install ## run the whole test suite against a real local stack
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: check
+check: install ## lint, format check and type check (what CI runs besides the tests)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+.PHONY: demo
+demo: install ## start the local stack and run the pipeline for a few minutes, then print a summary
+	@scripts/demo.sh
+
+.PHONY: up
+up: install ## start the local stack (Kafka, Schema Registry)
+	$(KAPPA) stack up
+
+.PHONY: down
+down: ## stop the local stack
+	$(KAPPA) stack down
+
+.PHONY: bench
+bench: install ## run the benchmarks; figures go to bench/results/
+	$(PY) -m bench.produce
+
+.PHONY: clean
+clean: down ## stop the stack and remove its state (.kappa)
+	rm -rf .kappa

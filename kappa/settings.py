@@ -1,0 +1,139 @@
+"""All settings, in one place.
+
+Each component has one frozen settings class whose fields are read from
+``KAPPA_``-prefixed environment variables (the prefix of each class is given
+below).  They are read once, at the entry point, and passed down; nothing in a
+job reads the environment itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _config(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, frozen=True, extra="ignore")
+
+
+class KafkaSettings(BaseSettings):
+    """How every process reaches Kafka (``KAPPA_KAFKA_*``)."""
+
+    model_config = _config("KAPPA_KAFKA_")
+
+    bootstrap: str = Field("localhost:9092", description="Kafka bootstrap servers")
+    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = Field(
+        "PLAINTEXT", description="librdkafka security.protocol"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism when a SASL protocol is used"
+    )
+    sasl_username: str | None = Field(None, description="SASL user name")
+    sasl_password: SecretStr | None = Field(None, description="SASL password")
+    client_id: str = Field("telecom-kappa", description="client.id prefix")
+
+    def client_config(self) -> dict[str, Any]:
+        """The librdkafka properties shared by producers, consumers and admins."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap,
+            "security.protocol": self.security_protocol,
+            "client.id": self.client_id,
+        }
+        if self.security_protocol.startswith("SASL"):
+            conf["sasl.mechanism"] = self.sasl_mechanism
+            if self.sasl_username is not None:
+                conf["sasl.username"] = self.sasl_username
+            if self.sasl_password is not None:
+                conf["sasl.password"] = self.sasl_password.get_secret_value()
+        return conf
+
+    def spark_options(self) -> dict[str, str]:
+        """The same connection as options of Spark's Kafka source."""
+        opts = {
+            "kafka.bootstrap.servers": self.bootstrap,
+            "kafka.security.protocol": self.security_protocol,
+        }
+        if self.security_protocol.startswith("SASL"):
+            user = self.sasl_username or ""
+            pwd = self.sasl_password.get_secret_value() if self.sasl_password else ""
+            opts["kafka.sasl.mechanism"] = self.sasl_mechanism
+            opts["kafka.sasl.jaas.config"] = (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="{user}" password="{pwd}";'
+            )
+        return opts
+
+
+class RegistrySettings(BaseSettings):
+    """The Confluent-compatible Schema Registry (``KAPPA_SCHEMA_REGISTRY_*``)."""
+
+    model_config = _config("KAPPA_SCHEMA_REGISTRY_")
+
+    url: str = Field(
+        "http://localhost:8085/apis/ccompat/v7",
+        description="Schema Registry URL (Confluent API)",
+    )
+    basic_auth_user_info: SecretStr | None = Field(
+        None, description="user:password for the registry, if it needs one"
+    )
+
+    def client_config(self) -> dict[str, Any]:
+        conf: dict[str, Any] = {"url": self.url}
+        if self.basic_auth_user_info is not None:
+            conf["basic.auth.user.info"] = self.basic_auth_user_info.get_secret_value()
+        return conf
+
+
+class TopicSettings(BaseSettings):
+    """Topic names and their layout (``KAPPA_TOPIC_*``)."""
+
+    model_config = _config("KAPPA_TOPIC_")
+
+    raw: str = Field("cdr.raw", description="raw CDR topic (CdrRaw)")
+    valid: str = Field("cdr.valid", description="validated CDR topic (Cdr)")
+    dlq: str = Field("cdr.dlq", description="dead-letter topic (DeadLetter)")
+    billing: str = Field("cdr.billing.5m", description="windowed billing topic")
+    network: str = Field("cdr.network.5m", description="windowed tower metrics topic")
+    late: str = Field("cdr.late", description="late CDRs missed by their window")
+    partitions: int = Field(3, ge=1, description="partitions of each topic")
+    # Message timestamps are event times, so time-based retention is counted
+    # from event time. Ten years keeps simulated clocks in the past safe.
+    retention_ms: int = Field(
+        10 * 365 * 24 * 3600 * 1000, ge=-1, description="retention.ms of each topic (-1: forever)"
+    )
+
+    def all(self) -> list[str]:
+        return [self.raw, self.valid, self.dlq, self.billing, self.network, self.late]
+
+
+class StackSettings(BaseSettings):
+    """The embedded local stack (``KAPPA_*``)."""
+
+    model_config = _config("KAPPA_")
+
+    state_dir: Path = Field(Path(".kappa"), description="logs, data and pids of the local stack")
+    deps_dir: Path = Field(Path(".deps"), description="JVM artifacts resolved by the install step")
+    kafka_port: int = Field(9092, ge=1, le=65535, description="local broker port")
+    controller_port: int = Field(9093, ge=1, le=65535, description="local KRaft controller port")
+    registry_port: int = Field(8085, ge=1, le=65535, description="local Schema Registry port")
+    hdfs_namenode_port: int = Field(9000, ge=1, le=65535, description="local HDFS NameNode RPC port")
+    hdfs_http_port: int = Field(9870, ge=1, le=65535, description="local HDFS NameNode web port")
+    prometheus_port: int = Field(9090, ge=1, le=65535, description="local Prometheus port")
+    java_home: Path | None = Field(None, description="JDK for the local stack (default: java on PATH)")
+    start_timeout_s: float = Field(120.0, gt=0, description="seconds to wait for a service to answer")
+    kafka_heap: str = Field("512m", description="broker heap (-Xmx)")
+    registry_heap: str = Field("384m", description="registry heap (-Xmx)")
+
+
+class ProducerSettings(BaseSettings):
+    """``kappa produce`` defaults (``KAPPA_PRODUCER_*``); its flags override them."""
+
+    model_config = _config("KAPPA_PRODUCER_")
+
+    rate: float = Field(10.0, ge=0, description="records per second (0: as fast as possible)")
+    seed: int | None = Field(None, description="random seed (default: a fresh one per run)")
+    metrics_port: int = Field(9101, ge=0, le=65535, description="Prometheus port (0: off)")
+    metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds")

@@ -1,0 +1,1 @@
+"""Metric definitions, Prometheus configuration and alert rules, Grafana dashboards."""

@@ -1,0 +1,1 @@
+"""CDR producers: a deterministic generator with fault injection, and its Kafka runner."""

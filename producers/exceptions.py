@@ -1,0 +1,11 @@
+"""Errors of the producers."""
+
+from kappa.exceptions import KappaError
+
+
+class ProducerError(KappaError):
+    """Records could not be produced."""
+
+
+class BadOption(ProducerError):
+    """An option of ``kappa produce`` is out of range or inconsistent."""

@@ -1,0 +1,282 @@
+"""A deterministic generator of realistic CDRs, with fault injection.
+
+Pure: no I/O. For a seed (and a simulated clock) it yields the same records in
+the same order. Each record says what it is (``kind``): ``valid``, ``late`` (a
+valid record whose event time lags the clock by more than the aggregation's
+watermark), or the name of the rule it was made to fail (see
+``schemas.rules``); undecodable values also name their flavour.
+
+Keys: the ``call_id`` as UTF-8. A duplicate therefore lands on the partition of
+its first copy, which keeps the validator's dedup state partition-local.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from producers.clock import Clock
+from schemas import rules
+
+Encode = Callable[[dict[str, Any]], bytes]
+
+TOWER_COUNT = 50
+SUBSCRIBER_COUNT = 5000
+CALL_TYPE_WEIGHTS = (("VOICE", 0.60), ("SMS", 0.25), ("DATA", 0.15))
+SIGNAL_WEIGHTS = (0.05, 0.10, 0.25, 0.35, 0.25)  # bars 1..5
+LATE_MIN_MS, LATE_MAX_MS = 11 * 60_000, 40 * 60_000
+FUTURE_MS = 24 * 3600_000
+UNKNOWN_SCHEMA_ID = 0x7FFF_FFF0
+
+# Every fault the generator can inject: the rule each is made to fail.
+UNDECODABLE_FLAVOURS = ("random_bytes", "truncated_avro", "unknown_schema_id", "wrong_magic_byte")
+FAULT_KINDS: tuple[str, ...] = (
+    *(f"undecodable:{f}" for f in UNDECODABLE_FLAVOURS),
+    rules.SCHEMA.name,
+    rules.NOT_NULL.name,
+    rules.PHONE_FORMAT.name,
+    rules.CALL_TYPE_DOMAIN.name,
+    rules.DURATION_RANGE.name,
+    rules.SIGNAL_RANGE.name,
+    rules.EVENT_TIME_FUTURE.name,
+    rules.SMS_DURATION.name,
+    rules.SELF_CALL.name,
+    rules.DATA_VOLUME.name,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    key: bytes | None
+    value: bytes
+    kind: str
+    call_type: str | None
+    event_time_ms: int
+    timestamp_ms: int
+    """The Kafka message timestamp: the event time, or the clock's time when the
+    record has no usable event time."""
+
+    @property
+    def expected_rule(self) -> str | None:
+        """The rule a validator must dead-letter this record under, or None if valid."""
+        if self.kind in ("valid", "late"):
+            return None
+        return self.kind.split(":", 1)[0]
+
+
+@dataclass(frozen=True)
+class FaultRates:
+    bad: float = 0.0
+    duplicate: float = 0.0
+    late: float = 0.0
+
+    def check(self) -> None:
+        for name, value in (("--bad-rate", self.bad), ("--duplicate-rate", self.duplicate),
+                            ("--late-rate", self.late)):
+            if not 0.0 <= value <= 1.0:
+                msg = f"{name} must be within 0..1, got {value}"
+                raise ValueError(msg)
+        if self.bad + self.duplicate + self.late > 1.0:
+            msg = "--bad-rate + --duplicate-rate + --late-rate must not exceed 1"
+            raise ValueError(msg)
+
+
+class CdrGenerator:
+    def __init__(
+        self,
+        *,
+        seed: int,
+        clock: Clock,
+        encode: Encode,
+        encode_legacy: Encode,
+        faults: FaultRates = FaultRates(),
+        towers: int = TOWER_COUNT,
+        subscribers: int = SUBSCRIBER_COUNT,
+    ) -> None:
+        faults.check()
+        self._rng = random.Random(seed)
+        self._clock = clock
+        self._encode = encode
+        self._encode_legacy = encode_legacy
+        self._faults = faults
+        rng = self._rng
+        self.towers = [f"TOWER_{i:03d}" for i in range(1, towers + 1)]
+        # A few towers are in poor coverage: their signal is drawn one bar lower.
+        self._weak_towers = frozenset(rng.sample(self.towers, max(1, towers // 10)))
+        numbers: set[str] = set()
+        while len(numbers) < subscribers:
+            numbers.add(f"+947{rng.randrange(10**8):08d}")
+        self.subscribers = sorted(numbers)
+        self._recent_ids: deque[str] = deque(maxlen=1000)
+        self._index = 0
+        self._cum_types = _cumulative(CALL_TYPE_WEIGHTS)
+
+    def __iter__(self) -> Iterator[Generated]:
+        return self
+
+    def __next__(self) -> Generated:
+        return self.next()
+
+    def next(self) -> Generated:
+        rng = self._rng
+        now_ms = self._clock.event_time_ms(self._index)
+        self._index += 1
+        record = self._valid_record(now_ms)
+        draw = rng.random()
+        f = self._faults
+        if draw < f.bad:
+            return self._fault(record, now_ms)
+        if draw < f.bad + f.duplicate and self._recent_ids:
+            record["call_id"] = rng.choice(self._recent_ids)
+            return self._out(record, rules.DUPLICATE_CALL_ID.name, now_ms)
+        if draw < f.bad + f.duplicate + f.late:
+            record["event_time"] = now_ms - rng.randrange(LATE_MIN_MS, LATE_MAX_MS)
+            self._recent_ids.append(record["call_id"])
+            return self._out(record, "late", now_ms)
+        self._recent_ids.append(record["call_id"])
+        return self._out(record, "valid", now_ms)
+
+    # -- records -----------------------------------------------------------------
+
+    def _valid_record(self, now_ms: int) -> dict[str, Any]:
+        rng = self._rng
+        subs = self.subscribers
+        caller = subs[int(rng.random() * len(subs))]
+        callee = subs[int(rng.random() * len(subs))]
+        while callee == caller:
+            callee = subs[int(rng.random() * len(subs))]
+        u = rng.random()
+        call_type = next(t for t, c in self._cum_types if u < c)
+        tower = self.towers[int(rng.random() * len(self.towers))]
+        if call_type == "VOICE":
+            duration = min(rules.DURATION_MAX_SEC, 1 + int(rng.expovariate(1 / 150)))
+            volume = 0
+        elif call_type == "SMS":
+            duration = 0
+            volume = 0
+        else:
+            duration = 30 + int(rng.random() * 1800)
+            volume = 1 + int(rng.expovariate(1 / 4000))
+        signal = 1 + _pick(rng.random(), SIGNAL_WEIGHTS)
+        if tower in self._weak_towers and signal > 1:
+            signal -= 1
+        # Network elements report slightly out of order: up to 5 s of jitter.
+        event_time = now_ms - int(rng.random() * 5000)
+        return {
+            "call_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "caller_num": caller,
+            "callee_num": callee,
+            "call_type": call_type,
+            "duration_sec": duration,
+            "event_time": event_time,
+            "tower_id": tower,
+            "signal_strength": signal,
+            "data_volume_kb": volume,
+        }
+
+    def _out(self, record: dict[str, Any], kind: str, now_ms: int) -> Generated:
+        event_time = record.get("event_time")
+        ts = event_time if isinstance(event_time, int) else now_ms
+        call_id = record.get("call_id")
+        return Generated(
+            key=call_id.encode() if isinstance(call_id, str) else None,
+            value=self._encode(record),
+            kind=kind,
+            call_type=record.get("call_type"),
+            event_time_ms=ts,
+            timestamp_ms=ts,
+        )
+
+    def _fault(self, record: dict[str, Any], now_ms: int) -> Generated:
+        rng = self._rng
+        kind = FAULT_KINDS[int(rng.random() * len(FAULT_KINDS))]
+        if kind.startswith("undecodable:"):
+            return self._undecodable(record, kind, now_ms)
+        if kind == rules.SCHEMA.name:
+            legacy = {
+                "call_id": record["call_id"],
+                "caller_num": record["caller_num"],
+                "call_type": record["call_type"],
+                "duration_sec": record["duration_sec"],
+                "timestamp": str(record["event_time"]),
+                "tower_id": record["tower_id"],
+                "signal_strength": record["signal_strength"],
+            }
+            ts = record["event_time"]
+            return Generated(record["call_id"].encode(), self._encode_legacy(legacy), kind,
+                             record["call_type"], ts, ts)
+        if kind == rules.NOT_NULL.name:
+            column = rng.choice(("caller_num", "callee_num", "call_type", "duration_sec",
+                                 "tower_id", "signal_strength", "event_time"))
+            record[column] = None
+        elif kind == rules.PHONE_FORMAT.name:
+            column = rng.choice(("caller_num", "callee_num"))
+            record[column] = rng.choice(
+                ("0771234567", "+94712345678", "+9471234567", "+9470000000x", "+947123456789")
+            )
+        elif kind == rules.CALL_TYPE_DOMAIN.name:
+            record["call_type"] = rng.choice(("VIDEO", "voice", "MMS", ""))
+            record["duration_sec"] = 60
+            record["data_volume_kb"] = 0
+        elif kind == rules.DURATION_RANGE.name:
+            record["call_type"] = "VOICE"
+            record["data_volume_kb"] = 0
+            record["duration_sec"] = rng.choice((-1, -60, 7201, 86_400))
+        elif kind == rules.SIGNAL_RANGE.name:
+            record["signal_strength"] = rng.choice((0, -1, 6, 99))
+        elif kind == rules.EVENT_TIME_FUTURE.name:
+            record["event_time"] = now_ms + FUTURE_MS + int(rng.random() * FUTURE_MS)
+        elif kind == rules.SMS_DURATION.name:
+            record["call_type"] = "SMS"
+            record["data_volume_kb"] = 0
+            record["duration_sec"] = 1 + int(rng.random() * 300)
+        elif kind == rules.SELF_CALL.name:
+            record["callee_num"] = record["caller_num"]
+        elif kind == rules.DATA_VOLUME.name:
+            if record["call_type"] == "DATA":
+                record["data_volume_kb"] = -1 - int(rng.random() * 1000)
+            else:
+                record["data_volume_kb"] = 1 + int(rng.random() * 1000)
+        out = self._out(record, kind, now_ms)
+        if kind == rules.EVENT_TIME_FUTURE.name:
+            # The message timestamp stays near the clock: brokers refuse timestamps
+            # far in the future, and the event time itself is what is judged.
+            return Generated(out.key, out.value, kind, out.call_type, record["event_time"], now_ms)
+        return out
+
+    def _undecodable(self, record: dict[str, Any], kind: str, now_ms: int) -> Generated:
+        rng = self._rng
+        flavour = kind.split(":", 1)[1]
+        good = self._encode(record)
+        if flavour == "random_bytes":
+            value = rng.randbytes(8 + int(rng.random() * 64))
+        elif flavour == "truncated_avro":
+            value = good[: 5 + int(rng.random() * (len(good) - 6))]
+        elif flavour == "unknown_schema_id":
+            value = b"\x00" + UNKNOWN_SCHEMA_ID.to_bytes(4, "big") + good[5:]
+        else:  # wrong_magic_byte
+            value = bytes([2]) + good[1:]
+        key = record["call_id"].encode()
+        return Generated(key, value, kind, None, now_ms, now_ms)
+
+
+def _cumulative(weights: tuple[tuple[str, float], ...]) -> list[tuple[str, float]]:
+    total, out = 0.0, []
+    for name, w in weights:
+        total += w
+        out.append((name, total))
+    out[-1] = (out[-1][0], 1.0)
+    return out
+
+
+def _pick(u: float, weights: tuple[float, ...]) -> int:
+    acc = 0.0
+    for i, w in enumerate(weights):
+        acc += w
+        if u < acc:
+            return i
+    return len(weights) - 1
