@@ -123,9 +123,14 @@ class StackSettings(BaseSettings):
     hdfs_http_port: int = Field(9870, ge=1, le=65535, description="local HDFS NameNode web port")
     prometheus_port: int = Field(9090, ge=1, le=65535, description="local Prometheus port")
     java_home: Path | None = Field(None, description="JDK for the local stack (default: java on PATH)")
+    registry_java_home: Path | None = Field(
+        None,
+        description="JDK 21+ for the Schema Registry (default: java_home or PATH if 21+, else the newest JDK in /usr/lib/jvm)",
+    )
     start_timeout_s: float = Field(120.0, gt=0, description="seconds to wait for a service to answer")
     kafka_heap: str = Field("512m", description="broker heap (-Xmx)")
     registry_heap: str = Field("384m", description="registry heap (-Xmx)")
+    hdfs_heap: str = Field("256m", description="heap of each HDFS daemon (-Xmx)")
 
 
 class ProducerSettings(BaseSettings):
