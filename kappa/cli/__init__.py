@@ -61,7 +61,7 @@ def _register() -> None:
 def main(argv: list[str] | None = None) -> Any:
     # confluent-kafka's registry client imports authlib, which warns on import.
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", message=".*httpx module is deprecated.*")
+    _quiet_authlib()
     _register()
     try:
         return cli.main(args=argv, prog_name="kappa", standalone_mode=False)
@@ -77,6 +77,14 @@ def main(argv: list[str] | None = None) -> Any:
     except KappaError as exc:
         click.echo(f"kappa: error: {exc}", err=True)
         sys.exit(1)
+
+
+def _quiet_authlib() -> None:
+    try:
+        from authlib.deprecate import AuthlibDeprecationWarning  # sets an 'always' filter
+    except ImportError:
+        return
+    warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
 
 
 def _describe(exc: ValidationError) -> str:
