@@ -125,7 +125,7 @@ class StackSettings(BaseSettings):
     java_home: Path | None = Field(None, description="JDK for the local stack (default: java on PATH)")
     registry_java_home: Path | None = Field(
         None,
-        description="JDK 21+ for the Schema Registry (default: java_home or PATH if 21+, else the newest JDK in /usr/lib/jvm)",
+        description="JDK 21+ for the Schema Registry (default: the first 21+ JDK found)",
     )
     start_timeout_s: float = Field(120.0, gt=0, description="seconds to wait for a service to answer")
     kafka_heap: str = Field("512m", description="broker heap (-Xmx)")
