@@ -142,3 +142,28 @@ class ProducerSettings(BaseSettings):
     seed: int | None = Field(None, description="random seed (default: a fresh one per run)")
     metrics_port: int = Field(9101, ge=0, le=65535, description="Prometheus port (0: off)")
     metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds")
+
+
+class ReplaySettings(BaseSettings):
+    """``kappa replay`` and ``kappa parity`` (``KAPPA_REPLAY_*``)."""
+
+    model_config = _config("KAPPA_REPLAY_")
+
+    output: str | None = Field(
+        None,
+        description="root URL of replay outputs, a local path or hdfs://host:port/path "
+        "(default: <state_dir>/replay)",
+    )
+    lateness_margin_s: int = Field(
+        900, ge=0, description="seconds a record may lag event time and still be replayed "
+        "(keep above the aggregation's 10-min watermark)"
+    )
+    progress: bool = Field(True, description="print stage progress while a replay runs")
+    metrics_port: int = Field(9104, ge=0, le=65535, description="Prometheus port (0: off)")
+    metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds")
+
+    def output_root(self, state_dir: Path) -> str:
+        """The output root: the setting, or a folder under the state dir."""
+        if self.output:
+            return self.output.rstrip("/")
+        return str((state_dir / "replay").resolve())
