@@ -167,3 +167,34 @@ class ReplaySettings(BaseSettings):
         if self.output:
             return self.output.rstrip("/")
         return str((state_dir / "replay").resolve())
+
+
+class ValidatorSettings(BaseSettings):
+    """``kappa validate`` and the DLQ tools (``KAPPA_VALIDATOR_*``)."""
+
+    model_config = _config("KAPPA_VALIDATOR_")
+
+    group_id: str = Field("kappa-validator", description="consumer group of the validator")
+    transactional_id: str = Field(
+        "kappa-validator-0",
+        description="transactional.id of this instance; stable across restarts, unique per instance",
+    )
+    batch_size: int = Field(10_000, ge=1, description="records per micro-batch (at most)")
+    batch_seconds: float = Field(0.5, gt=0, description="seconds a micro-batch waits to fill (at most)")
+    dedup_horizon_s: float = Field(
+        24 * 3600.0, gt=0, description="seconds (of event time) a call_id is remembered for dedup"
+    )
+    future_tolerance_s: float = Field(
+        900.0, ge=0, description="how far event_time may be ahead of the judging time, in seconds"
+    )
+    suite_version: str = Field("1", description="version of the expectation suite, carried by dead letters")
+    disabled_rules: tuple[str, ...] = Field(
+        (), description="rules switched off in this suite version (JSON list of rule names)"
+    )
+    session_timeout_ms: int = Field(10_000, ge=1000, description="consumer session.timeout.ms")
+    transaction_timeout_ms: int = Field(60_000, ge=1000, description="producer transaction.timeout.ms")
+    metrics_port: int = Field(9102, ge=0, le=65535, description="Prometheus port (0: off)")
+    metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds")
+    quality_dir: Path = Field(
+        Path(".kappa/quality"), description="where `kappa quality report` writes GX Data Docs"
+    )
