@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,50 @@ PRODUCER_DELIVERY_SECONDS = Histogram(
     "kappa_producer_delivery_latency_seconds",
     "From produce() to the broker's acknowledgement",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+# -- validator ----------------------------------------------------------------------
+VALIDATOR_RECORDS_IN = Counter(
+    "kappa_validator_records_in_total", "Raw records consumed and judged by the validator"
+)
+VALIDATOR_VALID = Counter(
+    "kappa_validator_records_valid_total", "Records written to cdr.valid by the validator"
+)
+VALIDATOR_DEAD_LETTERED = Counter(
+    "kappa_validator_records_dead_lettered_total",
+    "Records written to cdr.dlq, by failed rule (a record failing two rules counts under both)",
+    ["rule"],
+)
+VALIDATOR_BATCH_RECORDS = Histogram(
+    "kappa_validator_batch_records",
+    "Records per micro-batch",
+    buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000),
+)
+VALIDATOR_BATCH_SECONDS = Histogram(
+    "kappa_validator_batch_seconds",
+    "Wall time of one micro-batch, consume to commit",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+VALIDATOR_GX_SECONDS = Histogram(
+    "kappa_validator_gx_seconds",
+    "Great Expectations suite run time per micro-batch",
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+VALIDATOR_TRANSACTION_SECONDS = Histogram(
+    "kappa_validator_transaction_seconds",
+    "Kafka transaction time per micro-batch (produce, send offsets, commit)",
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+VALIDATOR_ABORTS = Counter(
+    "kappa_validator_transactions_aborted_total", "Micro-batch transactions aborted and rewound"
+)
+VALIDATOR_CONSUMER_LAG = Gauge(
+    "kappa_validator_consumer_lag_records",
+    "Records of cdr.raw not yet judged, per partition",
+    ["partition"],
+)
+VALIDATOR_DEDUP_KEYS = Gauge(
+    "kappa_validator_dedup_keys", "call_ids held in the dedup state"
 )
 
 
