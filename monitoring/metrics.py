@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+
+from monitoring.last_window import LastClosedWindow
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,23 @@ PRODUCER_DELIVERY_SECONDS = Histogram(
     "From produce() to the broker's acknowledgement",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+
+
+# -- business: the last closed 5-minute window ---------------------------------------
+# One collector, fed by monitoring.business.record_closed_window(): its gauges appear once
+# the aggregation job closed a window, and a scrape never mixes two windows' values.
+#   kappa_business_window_end_timestamp_seconds{table}  event-time end of the last closed window
+#   kappa_business_window_emit_delay_seconds{table}     wall time at emission minus that end
+#   kappa_business_windows_closed_total{table}          closed windows recorded
+#   kappa_business_window_revenue                       revenue (rate-card currency)
+#   kappa_business_window_active_callers                callers billed in the window
+#   kappa_business_window_billable_minutes              billable minutes
+#   kappa_business_window_towers                        towers reporting
+#   kappa_business_window_low_signal_towers             towers at or above the low-signal share
+#   kappa_business_window_low_signal_ratio              low-signal share of all events (0..1)
+#   kappa_business_window_average_signal_bars           event-weighted mean signal (1..5)
+#   kappa_business_window_events{call_type}             events by call type
+BUSINESS_LAST_WINDOW = LastClosedWindow(REGISTRY)
 
 # -- validator ----------------------------------------------------------------------
 VALIDATOR_RECORDS_IN = Counter(
