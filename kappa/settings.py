@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AwareDatetime, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -198,3 +198,41 @@ class ValidatorSettings(BaseSettings):
     quality_dir: Path = Field(
         Path(".kappa/quality"), description="where `kappa quality report` writes GX Data Docs"
     )
+
+
+class AirflowSettings(BaseSettings):
+    """The replay DAG and the local Airflow of ``kappa airflow up`` (``KAPPA_AIRFLOW_*``)."""
+
+    model_config = _config("KAPPA_AIRFLOW_")
+
+    home: Path = Field(Path(".kappa/airflow"), description="AIRFLOW_HOME of the local Airflow")
+    host: str = Field("127.0.0.1", description="address the Airflow UI/API server binds")
+    port: int = Field(8088, ge=1, le=65535, description="Airflow UI/API server port")
+    executor: str = Field("LocalExecutor", description="Airflow executor of the local Airflow")
+    database_url: SecretStr | None = Field(
+        None, description="Airflow metadata database URL (default: SQLite under the home)"
+    )
+    spark_master: str | None = Field(
+        None, description="Spark master for replay tasks (default: the replay's, local mode)"
+    )
+    start_date: AwareDatetime | None = Field(
+        None, description="first data interval of the DAG (default: pinned at first `up`)"
+    )
+    lateness_margin_s: float | None = Field(
+        None, ge=0, description="seconds after an interval's end before it is closed "
+        "(default: the replay's lateness margin)"
+    )
+    poke_interval_s: float = Field(60.0, gt=0, description="seconds between wait_closed pokes")
+    wait_timeout_s: float = Field(
+        3 * 3600.0, gt=0, description="seconds wait_closed waits before it fails the run"
+    )
+    metrics_dir: Path | None = Field(
+        None, description="folder of the run metrics text files (default: <home>/metrics)"
+    )
+    metrics_port: int = Field(
+        9107, ge=0, le=65535, description="port of `kappa airflow metrics-exporter` (0: off)"
+    )
+    metrics_host: str = Field("127.0.0.1", description="address the metrics exporter binds")
+
+    def metrics_path(self) -> Path:
+        return self.metrics_dir if self.metrics_dir is not None else self.home / "metrics"
