@@ -236,3 +236,38 @@ class AirflowSettings(BaseSettings):
 
     def metrics_path(self) -> Path:
         return self.metrics_dir if self.metrics_dir is not None else self.home / "metrics"
+
+
+class AggregateSettings(BaseSettings):
+    """``kappa aggregate``: the Spark windowed aggregation (``KAPPA_AGGREGATE_*``)."""
+
+    model_config = _config("KAPPA_AGGREGATE_")
+
+    master: str = Field("local[2]", description="Spark master (local[N] or a cluster URL)")
+    output: str | None = Field(
+        None, description="root of the Parquet outputs, a local path or an hdfs:// URL "
+        "(default: <state_dir>/aggregate)"
+    )
+    checkpoint_dir: Path | None = Field(
+        None, description="streaming checkpoints (default: <state_dir>/checkpoints/aggregate)"
+    )
+    watermark: str = Field("10 minutes", description="allowed event-time lateness")
+    window: str = Field("5 minutes", description="tumbling window length")
+    trigger: str = Field("30 seconds", description="micro-batch trigger interval")
+    shuffle_partitions: int = Field(4, ge=1, description="spark.sql.shuffle.partitions")
+    max_offsets_per_trigger: int | None = Field(
+        None, ge=1, description="cap on records read per micro-batch (default: all available)"
+    )
+    starting_offsets: Literal["earliest", "latest"] = Field(
+        "earliest", description="where a query without a checkpoint starts reading"
+    )
+    driver_memory: str = Field("2g", description="spark.driver.memory (local mode: all of Spark)")
+    rate_voice_per_minute: float = Field(2.0, ge=0, description="VOICE price per billable minute")
+    rate_sms_each: float = Field(1.0, ge=0, description="price of one SMS")
+    rate_data_per_mb: float = Field(0.5, ge=0, description="DATA price per MB (1024 KB)")
+    currency: str = Field("LKR", description="currency of the rate card (ISO 4217)")
+    low_signal_threshold: int = Field(
+        2, ge=1, le=5, description="signal_strength at or below this counts as low signal"
+    )
+    metrics_port: int = Field(9103, ge=0, le=65535, description="Prometheus port (0: off)")
+    metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds")
