@@ -1,0 +1,152 @@
+"""The single-node KRaft broker (broker and controller in one JVM)."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import subprocess
+import uuid
+from pathlib import Path
+
+from kappa.settings import KafkaSettings, StackSettings, TopicSettings
+from kappa.stack.exceptions import ServiceStartError
+from kappa.stack.java import Jdk, find_java
+from kappa.stack.layout import Layout, copy_template, render
+from kappa.stack.net import LOOPBACK, port_open
+from kappa.stack.process import ServiceSpec, jvm_marker
+
+log = logging.getLogger(__name__)
+
+MAIN_CLASS = "kafka.Kafka"
+STORAGE_TOOL = "kafka.tools.StorageTool"
+JAVA_MIN = 17
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+class KafkaService:
+    name = "kafka"
+
+    def __init__(self, settings: StackSettings, topics: TopicSettings) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.layout = Layout.of(settings)
+
+    @property
+    def port(self) -> int:
+        return self.settings.kafka_port
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {"kafka": self.settings.kafka_port, "kafka controller": self.settings.controller_port}
+
+    @property
+    def home(self) -> Path:
+        return self.layout.home("kafka")
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "server.properties"
+
+    def bootstrap(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    def url(self) -> str:
+        return self.bootstrap()
+
+    def client_settings(self) -> KafkaSettings:
+        return KafkaSettings(bootstrap=self.bootstrap())
+
+    def _jdk(self) -> Jdk:
+        return find_java(JAVA_MIN, self.settings.java_home)
+
+    def _classpath(self) -> str:
+        return str(self.layout.require("kafka", "kafka_2.13-*.jar") / "*")
+
+    def check(self) -> None:
+        self._classpath()
+        self._jdk()
+
+    def _jvm_args(self, heap: str, name: str) -> list[str]:
+        logs = self.layout.state_dir / "logs" / "kafka"
+        logs.mkdir(parents=True, exist_ok=True)
+        return [
+            str(self._jdk().java),
+            f"-Xmx{heap}",
+            "-Xms64m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dkafka.logs.dir={logs}",
+            f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
+            jvm_marker(name, self.layout.state_dir),
+            "-cp",
+            self._classpath(),
+        ]
+
+    def prepare(self) -> None:
+        render(
+            "kafka/server.properties",
+            self.config_file,
+            kafka_port=self.settings.kafka_port,
+            controller_port=self.settings.controller_port,
+            data_dir=self.data_dir,
+            partitions=self.topics.partitions,
+            retention_ms=self.topics.retention_ms,
+        )
+        copy_template("kafka/log4j2.properties", self.home / "log4j2.properties")
+        if (self.data_dir / "meta.properties").exists():
+            return
+        id_file = self.home / "cluster.id"
+        if not id_file.exists():
+            id_file.write_text(new_cluster_id() + "\n")
+        cluster_id = id_file.read_text().strip()
+        log.info("formatting kafka storage cluster_id=%s dir=%s", cluster_id, self.data_dir)
+        argv = [
+            *self._jvm_args("256m", "kafka-format"),
+            STORAGE_TOOL,
+            "format",
+            "--cluster-id",
+            cluster_id,
+            "--config",
+            str(self.config_file),
+            "--ignore-formatted",
+        ]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
+        if out.returncode != 0:
+            detail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
+            msg = f"formatting Kafka storage in {self.data_dir} failed: {detail[0]}"
+            raise ServiceStartError(msg)
+
+    def spec(self) -> ServiceSpec:
+        return ServiceSpec(
+            name=self.name,
+            argv=[*self._jvm_args(self.settings.kafka_heap, self.name), MAIN_CLASS, str(self.config_file)],
+            marker=jvm_marker(self.name, self.layout.state_dir),
+            cwd=self.home,
+        )
+
+    def healthy(self) -> bool:
+        if not port_open(self.port):
+            return False
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient(
+            {
+                **self.client_settings().client_config(),
+                "socket.connection.setup.timeout.ms": 2000,
+                "logger": logging.getLogger("kappa.stack.kafka.librdkafka"),
+            }
+        )
+        with contextlib.suppress(Exception):
+            meta = admin.list_topics(timeout=3)
+            return bool(meta.brokers)
+        return False
