@@ -1,0 +1,23 @@
+"""Errors of the aggregation job."""
+
+from kappa.exceptions import KappaError
+
+
+class AggregateError(KappaError):
+    """Something the aggregation job cannot go on with."""
+
+
+class ConnectorJarsMissingError(AggregateError):
+    """The Spark Kafka/Avro connector jars are not installed."""
+
+
+class BadSettingError(AggregateError):
+    """A flag or setting of the aggregation job is invalid."""
+
+
+class UnknownSchemaIdError(AggregateError):
+    """A record's schema id is in neither the registry nor the job's decoders."""
+
+
+class SourceUnavailableError(AggregateError):
+    """The broker, the registry or the source topic cannot be reached."""

@@ -1,0 +1,103 @@
+"""The one SparkSession of a process, built from settings.
+
+Local mode by default (``local[2]``: this project targets two cores), few
+shuffle partitions, UTC session time zone, the venv's Python for workers, the
+UI off (no fixed ports), everything bound to loopback in local mode, and the
+Kafka and Avro connectors taken from ``.deps/jvm/spark/*.jar`` (resolved by
+``make install``), never downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from kappa.settings import AggregateSettings, StackSettings
+from streams.aggregate.exceptions import ConnectorJarsMissingError
+
+log = logging.getLogger(__name__)
+
+REQUIRED_JARS = ("spark-sql-kafka-0-10_2.13-", "spark-avro_2.13-")
+_PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def spark_deps_dir(stack: StackSettings) -> Path:
+    """``<deps_dir>/jvm/spark``; a relative deps_dir is tried from the cwd, then the project."""
+    deps = stack.deps_dir
+    if not deps.is_absolute() and not (deps / "jvm" / "spark").is_dir():
+        candidate = _PROJECT_ROOT / deps
+        if (candidate / "jvm" / "spark").is_dir():
+            deps = candidate
+    return (deps / "jvm" / "spark").resolve()
+
+
+def connector_jars(stack: StackSettings) -> list[Path]:
+    """Every jar of the Spark connectors; a clear error if the install step has not run."""
+    folder = spark_deps_dir(stack)
+    jars = sorted(folder.glob("*.jar")) if folder.is_dir() else []
+    names = [j.name for j in jars]
+    missing = [p.rstrip("-") for p in REQUIRED_JARS if not any(n.startswith(p) for n in names)]
+    if missing:
+        msg = (f"the Spark connector jars {', '.join(missing)} are not in {folder}; "
+               "run `make install` (it resolves them from Maven Central) and retry")
+        raise ConnectorJarsMissingError(msg)
+    return jars
+
+
+def session(
+    settings: AggregateSettings,
+    stack: StackSettings,
+    app_name: str = "kappa-aggregate",
+    master: str | None = None,
+    extra_conf: Mapping[str, str] | None = None,
+) -> SparkSession:
+    """Build (or return the already running) SparkSession of this process.
+
+    Spark allows one active session per JVM; a second call returns the first
+    session, with its runtime SQL settings (shuffle partitions, time zone)
+    re-applied.
+    """
+    jars = connector_jars(stack)
+    # Workers must run the interpreter that has the project and its pins.
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    if stack.java_home is not None:
+        os.environ["JAVA_HOME"] = str(stack.java_home)
+    the_master = master or settings.master
+    conf: dict[str, str] = {
+        "spark.master": the_master,
+        "spark.app.name": app_name,
+        "spark.jars": ",".join(str(j) for j in jars),
+        "spark.pyspark.python": sys.executable,
+        "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
+        "spark.default.parallelism": str(settings.shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.driver.memory": settings.driver_memory,
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.streaming.metricsEnabled": "true",
+        "spark.sql.adaptive.enabled": "false",
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    }
+    if the_master.startswith("local"):
+        conf["spark.driver.host"] = "127.0.0.1"
+        conf["spark.driver.bindAddress"] = "127.0.0.1"
+    if extra_conf:
+        conf.update(extra_conf)
+    builder = SparkSession.builder
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    for key in ("spark.sql.shuffle.partitions", "spark.sql.session.timeZone"):
+        spark.conf.set(key, conf[key])
+    log.info("spark session master=%s shuffle_partitions=%s jars=%d",
+             the_master, settings.shuffle_partitions, len(jars))
+    return spark
