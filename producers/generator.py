@@ -13,7 +13,6 @@ its first copy, which keeps the validator's dedup state partition-local.
 from __future__ import annotations
 
 import random
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 
 from producers.clock import Clock
 from schemas import rules
+from schemas.codec import varint as _varint
 
 Encode = Callable[[dict[str, Any]], bytes]
 
@@ -94,6 +94,7 @@ class CdrGenerator:
         encode: Encode,
         encode_legacy: Encode,
         faults: FaultRates = FaultRates(),
+        fast_header: bytes | None = None,
         towers: int = TOWER_COUNT,
         subscribers: int = SUBSCRIBER_COUNT,
     ) -> None:
@@ -106,7 +107,7 @@ class CdrGenerator:
         rng = self._rng
         self.towers = [f"TOWER_{i:03d}" for i in range(1, towers + 1)]
         # A few towers are in poor coverage: their signal is drawn one bar lower.
-        self._weak_towers = frozenset(rng.sample(self.towers, max(1, towers // 10)))
+        self._weak_tower_idx = frozenset(rng.sample(range(towers), max(1, towers // 10)))
         numbers: set[str] = set()
         while len(numbers) < subscribers:
             numbers.add(f"+947{rng.randrange(10**8):08d}")
@@ -114,6 +115,11 @@ class CdrGenerator:
         self._recent_ids: deque[str] = deque(maxlen=1000)
         self._index = 0
         self._cum_types = _cumulative(CALL_TYPE_WEIGHTS)
+        # The fast path writes CdrRaw bytes from pre-encoded parts; ``fast_header``
+        # is the Confluent header of the CdrRaw schema id (None: encode dicts).
+        self._fast_header = fast_header
+        self._enc_subs = [_nullable_string(x) for x in self.subscribers]
+        self._enc_towers = [_nullable_string(x) for x in self.towers]
 
     def __iter__(self) -> Iterator[Generated]:
         return self
@@ -125,33 +131,35 @@ class CdrGenerator:
         rng = self._rng
         now_ms = self._clock.event_time_ms(self._index)
         self._index += 1
-        record = self._valid_record(now_ms)
         draw = rng.random()
         f = self._faults
         if draw < f.bad:
-            return self._fault(record, now_ms)
+            return self._fault(self._as_dict(self._draw(now_ms)), now_ms)
+        values = self._draw(now_ms)
         if draw < f.bad + f.duplicate and self._recent_ids:
-            record["call_id"] = rng.choice(self._recent_ids)
-            return self._out(record, rules.DUPLICATE_CALL_ID.name, now_ms)
+            values[0] = rng.choice(self._recent_ids)
+            return self._emit(values, rules.DUPLICATE_CALL_ID.name)
         if draw < f.bad + f.duplicate + f.late:
-            record["event_time"] = now_ms - rng.randrange(LATE_MIN_MS, LATE_MAX_MS)
-            self._recent_ids.append(record["call_id"])
-            return self._out(record, "late", now_ms)
-        self._recent_ids.append(record["call_id"])
-        return self._out(record, "valid", now_ms)
+            values[5] = now_ms - rng.randrange(LATE_MIN_MS, LATE_MAX_MS)
+            self._recent_ids.append(values[0])
+            return self._emit(values, "late")
+        self._recent_ids.append(values[0])
+        return self._emit(values, "valid")
 
     # -- records -----------------------------------------------------------------
 
-    def _valid_record(self, now_ms: int) -> dict[str, Any]:
+    def _draw(self, now_ms: int) -> list[Any]:
+        """[call_id, caller, callee, call_type, duration, event_time, tower, signal, volume]"""
         rng = self._rng
-        subs = self.subscribers
-        caller = subs[int(rng.random() * len(subs))]
-        callee = subs[int(rng.random() * len(subs))]
+        rnd = rng.random
+        n_subs = len(self.subscribers)
+        caller = int(rnd() * n_subs)
+        callee = int(rnd() * n_subs)
         while callee == caller:
-            callee = subs[int(rng.random() * len(subs))]
-        u = rng.random()
+            callee = int(rnd() * n_subs)
+        u = rnd()
         call_type = next(t for t, c in self._cum_types if u < c)
-        tower = self.towers[int(rng.random() * len(self.towers))]
+        tower = int(rnd() * len(self.towers))
         if call_type == "VOICE":
             duration = min(rules.DURATION_MAX_SEC, 1 + int(rng.expovariate(1 / 150)))
             volume = 0
@@ -159,24 +167,45 @@ class CdrGenerator:
             duration = 0
             volume = 0
         else:
-            duration = 30 + int(rng.random() * 1800)
+            duration = 30 + int(rnd() * 1800)
             volume = 1 + int(rng.expovariate(1 / 4000))
-        signal = 1 + _pick(rng.random(), SIGNAL_WEIGHTS)
-        if tower in self._weak_towers and signal > 1:
+        signal = 1 + _pick(rnd(), SIGNAL_WEIGHTS)
+        if tower in self._weak_tower_idx and signal > 1:
             signal -= 1
         # Network elements report slightly out of order: up to 5 s of jitter.
-        event_time = now_ms - int(rng.random() * 5000)
+        event_time = now_ms - int(rnd() * 5000)
+        n = rng.getrandbits(128)
+        n = (n & _UUID_CLEAR) | _UUID_SET  # version 4, RFC 4122 variant
+        h = f"{n:032x}"
+        call_id = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        return [call_id, caller, callee, call_type, duration, event_time, tower, signal, volume]
+
+    def _as_dict(self, v: list[Any]) -> dict[str, Any]:
         return {
-            "call_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            "caller_num": caller,
-            "callee_num": callee,
-            "call_type": call_type,
-            "duration_sec": duration,
-            "event_time": event_time,
-            "tower_id": tower,
-            "signal_strength": signal,
-            "data_volume_kb": volume,
+            "call_id": v[0],
+            "caller_num": self.subscribers[v[1]],
+            "callee_num": self.subscribers[v[2]],
+            "call_type": v[3],
+            "duration_sec": v[4],
+            "event_time": v[5],
+            "tower_id": self.towers[v[6]],
+            "signal_strength": v[7],
+            "data_volume_kb": v[8],
         }
+
+    def _emit(self, v: list[Any], kind: str) -> Generated:
+        """A well-formed record: straight to bytes from pre-encoded parts when possible."""
+        header = self._fast_header
+        if header is None:
+            return self._out(self._as_dict(v), kind, v[5])
+        call_id = v[0]
+        body = b"".join((
+            header, b"\x02\x48", call_id.encode(),
+            self._enc_subs[v[1]], self._enc_subs[v[2]], _ENC_TYPE[v[3]],
+            _nullable_long(v[4]), b"\x02" + _varint(v[5]), self._enc_towers[v[6]],
+            _ENC_SIGNAL[v[7]], _nullable_long(v[8]),
+        ))
+        return Generated(call_id.encode(), body, kind, v[3], v[5], v[5])
 
     def _out(self, record: dict[str, Any], kind: str, now_ms: int) -> Generated:
         event_time = record.get("event_time")
@@ -262,6 +291,26 @@ class CdrGenerator:
             value = bytes([2]) + good[1:]
         key = record["call_id"].encode()
         return Generated(key, value, kind, None, now_ms, now_ms)
+
+
+_UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+def _nullable_string(value: str) -> bytes:
+    raw = value.encode()
+    return b"\x02" + _varint(len(raw)) + raw
+
+
+_ENC_TYPE = {t: _nullable_string(t) for t, _ in CALL_TYPE_WEIGHTS}
+_ENC_SIGNAL = {i: b"\x02" + _varint(i) for i in range(1, 6)}
+_ENC_SMALL = [b"\x02" + _varint(i) for i in range(8192)]
+
+
+def _nullable_long(value: int) -> bytes:
+    if 0 <= value < 8192:
+        return _ENC_SMALL[value]
+    return b"\x02" + _varint(value)
 
 
 def _cumulative(weights: tuple[tuple[str, float], ...]) -> list[tuple[str, float]]:

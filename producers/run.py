@@ -17,7 +17,7 @@ from monitoring import metrics
 from producers.clock import Clock
 from producers.exceptions import ProducerError
 from producers.generator import CdrGenerator, FaultRates, Generated
-from schemas import SchemaName, WireEncoder, parsed_schema
+from schemas import SchemaName, WireEncoder, load_schema
 from schemas.contract import register_legacy, register_topic_schemas
 
 log = logging.getLogger(__name__)
@@ -59,11 +59,11 @@ def build_generator(
 
         raw_id = register(client, subject(raw_topic), schema_text(SchemaName.CDR_RAW))
     legacy_id = register_legacy(client, topics)
-    encoder = WireEncoder(parsed_schema(SchemaName.CDR_RAW), raw_id)
-    legacy = WireEncoder(parsed_schema(SchemaName.LEGACY_CDR_EVENT), legacy_id)
+    encoder = WireEncoder(load_schema(SchemaName.CDR_RAW), raw_id)
+    legacy = WireEncoder(load_schema(SchemaName.LEGACY_CDR_EVENT), legacy_id)
     return CdrGenerator(
         seed=req.seed, clock=req.clock, encode=encoder.encode,
-        encode_legacy=legacy.encode, faults=req.faults,
+        encode_legacy=legacy.encode, faults=req.faults, fast_header=encoder.header,
     )
 
 

@@ -14,10 +14,14 @@ from typing import Any, Literal
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
-from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro import parse_schema, schemaless_reader
+
+from schemas.codec import compile_encoder
 
 MAGIC_BYTE = 0
 _HEADER = struct.Struct(">bI")
+
+_ID_FIELDS = frozenset({"call_id"})
 
 UndecodableKind = Literal["empty", "wrong_magic_byte", "unknown_schema_id", "malformed_avro"]
 
@@ -32,23 +36,31 @@ class Undecodable:
 
 
 class WireEncoder:
-    """Encodes dicts with one writer schema into Confluent-framed bytes."""
+    """Encodes dicts with one writer schema into Confluent-framed bytes.
 
-    __slots__ = ("_buf", "_header", "_schema", "schema_id")
+    Flat schemas go through ``schemas.codec``'s compiled encoder; others through
+    fastavro. Either way the bytes are what fastavro would write.
+    """
 
-    def __init__(self, schema: dict[str, Any] | Any, schema_id: int) -> None:
-        self._schema = parse_schema(schema) if isinstance(schema, dict) else schema
+    __slots__ = ("_body", "_header", "schema_id")
+
+    def __init__(
+        self, schema: dict[str, Any], schema_id: int, unique_fields: frozenset[str] = frozenset()
+    ) -> None:
+        if not isinstance(schema, dict):
+            msg = "WireEncoder takes the schema as a dict (load_schema), not a parsed schema"
+            raise TypeError(msg)
+        self._body = compile_encoder(parse_schema(schema), unique_fields or _ID_FIELDS)
         self.schema_id = schema_id
         self._header = _HEADER.pack(MAGIC_BYTE, schema_id)
-        self._buf = io.BytesIO()
+
+    @property
+    def header(self) -> bytes:
+        """The 5-byte Confluent header of this encoder's schema id."""
+        return self._header
 
     def encode(self, record: dict[str, Any]) -> bytes:
-        buf = self._buf
-        buf.seek(0)
-        buf.truncate()
-        buf.write(self._header)
-        schemaless_writer(buf, self._schema, record)
-        return buf.getvalue()
+        return self._header + self._body(record)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,22 +12,30 @@ from hypothesis import strategies as st
 
 from producers.clock import SimulatedClock
 from producers.generator import FAULT_KINDS, CdrGenerator, FaultRates
-from schemas import SchemaName, WireEncoder, parsed_schema
+from schemas import SchemaName, WireEncoder, load_schema, parsed_schema
 from schemas.rules import RULE_NAMES
 
 START = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
 
 
-def make(seed: int = 7, rate: float = 10.0, speed: float = 1.0, **faults: float) -> CdrGenerator:
-    raw = WireEncoder(parsed_schema(SchemaName.CDR_RAW), 1)
-    legacy = WireEncoder(parsed_schema(SchemaName.LEGACY_CDR_EVENT), 2)
+def make(seed: int = 7, rate: float = 10.0, speed: float = 1.0, fast: bool = True,
+         **faults: float) -> CdrGenerator:
+    raw = WireEncoder(load_schema(SchemaName.CDR_RAW), 1)
+    legacy = WireEncoder(load_schema(SchemaName.LEGACY_CDR_EVENT), 2)
     return CdrGenerator(
         seed=seed,
         clock=SimulatedClock(start=START, speed=speed, rate=rate),
         encode=raw.encode,
         encode_legacy=legacy.encode,
         faults=FaultRates(**faults),
+        fast_header=raw.header if fast else None,
     )
+
+
+def test_fast_path_writes_what_the_encoder_writes() -> None:
+    fast = [make(seed=3, bad=0.1, duplicate=0.05, late=0.05).next() for _ in range(3000)]
+    slow = [make(seed=3, fast=False, bad=0.1, duplicate=0.05, late=0.05).next() for _ in range(3000)]
+    assert fast == slow
 
 
 def test_same_seed_same_records() -> None:
