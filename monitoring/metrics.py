@@ -91,6 +91,45 @@ VALIDATOR_DEDUP_KEYS = Gauge(
 )
 
 
+# -- replay -------------------------------------------------------------------------
+REPLAY_RUNS = Counter(
+    "kappa_replay_runs_total", "Replay runs, by outcome (success, failed, refused)", ["outcome"]
+)
+REPLAY_RECORDS = Counter(
+    "kappa_replay_records_total", "CDRs written by replays (records inside their ranges)"
+)
+REPLAY_SECONDS = Histogram(
+    "kappa_replay_duration_seconds",
+    "Wall time of a successful replay, planning to publication",
+    buckets=(5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600),
+)
+REPLAY_LAST_SUCCESS = Gauge(
+    "kappa_replay_last_success_timestamp_seconds", "When the last replay succeeded (Unix time)"
+)
+REPLAY_LAST_INTERVAL_END = Gauge(
+    "kappa_replay_last_interval_end_timestamp_seconds",
+    "End (exclusive) of the event-time interval of the last successful replay (Unix time)",
+)
+REPLAY_INTERVAL_RECORDS = Gauge(
+    "kappa_replay_interval_records", "CDRs of the last replayed interval"
+)
+REPLAY_INTERVAL_CUSTOMERS = Gauge(
+    "kappa_replay_interval_customers", "Distinct callers of the last replayed interval"
+)
+REPLAY_INTERVAL_TOWERS = Gauge(
+    "kappa_replay_interval_towers", "Distinct towers of the last replayed interval"
+)
+REPLAY_INTERVAL_REVENUE = Gauge(
+    "kappa_replay_interval_revenue", "Revenue of the last replayed interval (rate-card currency)"
+)
+PARITY_DIFFERENCES = Gauge(
+    "kappa_parity_differences",
+    "Aggregate rows where stream and replay differ, last parity check, by table and kind "
+    "(explained: by late records; unexplained)",
+    ["table", "kind"],
+)
+
+
 def serve(port: int, host: str = "127.0.0.1") -> None:
     """Serve this process's metrics on ``host:port`` (port 0: don't)."""
     if port:
