@@ -159,6 +159,9 @@ class ReplaySettings(BaseSettings):
         "(keep above the aggregation's 10-min watermark)"
     )
     progress: bool = Field(True, description="print stage progress while a replay runs")
+    master: str | None = Field(
+        None, description="Spark master of replays (default: KAPPA_AGGREGATE_MASTER)"
+    )
     metrics_port: int = Field(9104, ge=0, le=65535, description="Prometheus port (0: off)")
     metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds")
 
