@@ -54,8 +54,9 @@ def record_closed_window(
         target.set_network(snap, windows=len(towers))
 
 
-def billing_snapshot(rows: Sequence[Any], window_end_s: float, emitted_at_s: float
-                     ) -> BillingSnapshot:
+def billing_snapshot(
+    rows: Sequence[Any], window_end_s: float, emitted_at_s: float
+) -> BillingSnapshot:
     """Billing figures over all callers of one window's rows."""
     return BillingSnapshot(
         window_end_s=window_end_s,
@@ -66,8 +67,12 @@ def billing_snapshot(rows: Sequence[Any], window_end_s: float, emitted_at_s: flo
     )
 
 
-def network_snapshot(rows: Sequence[Any], window_end_s: float, emitted_at_s: float,
-                     low_signal_share: float = LOW_SIGNAL_TOWER_SHARE) -> NetworkSnapshot:
+def network_snapshot(
+    rows: Sequence[Any],
+    window_end_s: float,
+    emitted_at_s: float,
+    low_signal_share: float = LOW_SIGNAL_TOWER_SHARE,
+) -> NetworkSnapshot:
     """Network-health figures over all towers of one window's rows."""
     events = sum(int(r["events"]) for r in rows)
     weighted = events or 1
@@ -75,12 +80,12 @@ def network_snapshot(rows: Sequence[Any], window_end_s: float, emitted_at_s: flo
         window_end_s=window_end_s,
         emitted_at_s=emitted_at_s,
         towers=len({r["tower_id"] for r in rows}),
-        low_signal_towers=len({r["tower_id"] for r in rows
-                               if float(r["low_signal_share"]) >= low_signal_share}),
+        low_signal_towers=len(
+            {r["tower_id"] for r in rows if float(r["low_signal_share"]) >= low_signal_share}
+        ),
         low_signal_ratio=sum(float(r["low_signal_share"]) * int(r["events"]) for r in rows)
         / weighted,
-        average_signal_bars=sum(float(r["avg_signal"]) * int(r["events"]) for r in rows)
-        / weighted,
+        average_signal_bars=sum(float(r["avg_signal"]) * int(r["events"]) for r in rows) / weighted,
         events_by_type={name: sum(int(r[col]) for r in rows) for name, col in CALL_TYPE_COLUMNS},
     )
 

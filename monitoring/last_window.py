@@ -92,16 +92,29 @@ class LastClosedWindow(Collector):
         return list(self._families(billing, network, closed, describe=False))
 
     @staticmethod
-    def _families(billing: BillingSnapshot | None, network: NetworkSnapshot | None,
-                  closed: dict[str, int], *, describe: bool) -> Iterator[Metric]:
-        end = GaugeMetricFamily(f"{PREFIX}window_end_timestamp_seconds",
-                                "Event-time end of the last closed window, by aggregate table",
-                                labels=["table"])
-        delay = GaugeMetricFamily(f"{PREFIX}window_emit_delay_seconds",
-                                  "Wall time when the last closed window was emitted minus its "
-                                  "event-time end, by aggregate table", labels=["table"])
-        count = CounterMetricFamily(f"{PREFIX}windows_closed",
-                                    "Closed windows recorded, by aggregate table", labels=["table"])
+    def _families(
+        billing: BillingSnapshot | None,
+        network: NetworkSnapshot | None,
+        closed: dict[str, int],
+        *,
+        describe: bool,
+    ) -> Iterator[Metric]:
+        end = GaugeMetricFamily(
+            f"{PREFIX}window_end_timestamp_seconds",
+            "Event-time end of the last closed window, by aggregate table",
+            labels=["table"],
+        )
+        delay = GaugeMetricFamily(
+            f"{PREFIX}window_emit_delay_seconds",
+            "Wall time when the last closed window was emitted minus its "
+            "event-time end, by aggregate table",
+            labels=["table"],
+        )
+        count = CounterMetricFamily(
+            f"{PREFIX}windows_closed",
+            "Closed windows recorded, by aggregate table",
+            labels=["table"],
+        )
         for table, snap in ((BILLING, billing), (NETWORK, network)):
             if snap is not None:
                 end.add_metric([table], snap.window_end_s)
@@ -117,26 +130,46 @@ class LastClosedWindow(Collector):
             return fam
 
         b, n = billing, network
-        yield gauge("window_revenue", "Revenue of the last closed window (rate-card currency)",
-                    None if b is None else b.revenue)
-        yield gauge("window_active_callers", "Callers billed in the last closed window",
-                    None if b is None else b.active_callers)
-        yield gauge("window_billable_minutes", "Billable minutes of the last closed window",
-                    None if b is None else b.billable_minutes)
-        yield gauge("window_towers", "Towers reporting events in the last closed window",
-                    None if n is None else n.towers)
-        yield gauge("window_low_signal_towers",
-                    "Towers whose low-signal share reached the threshold in the last closed window",
-                    None if n is None else n.low_signal_towers)
-        yield gauge("window_low_signal_ratio",
-                    "Share of the last closed window's events with low signal (0..1)",
-                    None if n is None else n.low_signal_ratio)
-        yield gauge("window_average_signal_bars",
-                    "Event-weighted mean signal strength of the last closed window (bars, 1..5)",
-                    None if n is None else n.average_signal_bars)
-        events = GaugeMetricFamily(f"{PREFIX}window_events",
-                                   "Events of the last closed window, by call type",
-                                   labels=["call_type"])
+        yield gauge(
+            "window_revenue",
+            "Revenue of the last closed window (rate-card currency)",
+            None if b is None else b.revenue,
+        )
+        yield gauge(
+            "window_active_callers",
+            "Callers billed in the last closed window",
+            None if b is None else b.active_callers,
+        )
+        yield gauge(
+            "window_billable_minutes",
+            "Billable minutes of the last closed window",
+            None if b is None else b.billable_minutes,
+        )
+        yield gauge(
+            "window_towers",
+            "Towers reporting events in the last closed window",
+            None if n is None else n.towers,
+        )
+        yield gauge(
+            "window_low_signal_towers",
+            "Towers whose low-signal share reached the threshold in the last closed window",
+            None if n is None else n.low_signal_towers,
+        )
+        yield gauge(
+            "window_low_signal_ratio",
+            "Share of the last closed window's events with low signal (0..1)",
+            None if n is None else n.low_signal_ratio,
+        )
+        yield gauge(
+            "window_average_signal_bars",
+            "Event-weighted mean signal strength of the last closed window (bars, 1..5)",
+            None if n is None else n.average_signal_bars,
+        )
+        events = GaugeMetricFamily(
+            f"{PREFIX}window_events",
+            "Events of the last closed window, by call type",
+            labels=["call_type"],
+        )
         if n is not None and not describe:
             for call_type, value in sorted(n.events_by_type.items()):
                 events.add_metric([call_type], value)

@@ -1,0 +1,400 @@
+"""The Grafana dashboards, built as data: ``python -m monitoring.dashboards`` writes them.
+
+``monitoring/grafana/dashboards/*.json`` is this module's output (a test keeps them in
+sync, another checks that every metric they name is exported, and the end-to-end test
+that every expression returns series from a running pipeline). Each dashboard has a
+``datasource`` variable, so the JSON loads into any Grafana with a Prometheus data source.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DASHBOARD_DIR = Path(__file__).resolve().parent / "grafana" / "dashboards"
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+RATE = "$__rate_interval"
+TAG = "telecom-kappa"
+
+
+@dataclass(frozen=True)
+class Query:
+    expr: str
+    legend: str = ""
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    queries: Sequence[Query]
+    unit: str = "short"
+    kind: str = "timeseries"  # or "stat"
+    width: int = 12
+    height: int = 8
+    description: str = ""
+    stack: bool = False
+
+
+@dataclass(frozen=True)
+class Row:
+    title: str
+    panels: Sequence[Panel] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    uid: str
+    title: str
+    description: str
+    rows: Sequence[Row]
+
+
+def q(expr: str, legend: str = "") -> Query:
+    return Query(" ".join(expr.split()), legend)
+
+
+def p95(histogram: str, by: str = "") -> str:
+    group = f"le, {by}" if by else "le"
+    return f"histogram_quantile(0.95, sum by ({group}) (rate({histogram}_bucket[{RATE}])))"
+
+
+def ts(title: str, *queries: Query, **kw: Any) -> Panel:
+    """A time-series panel."""
+    return Panel(title, queries, **kw)
+
+
+def stat(title: str, expr: str, unit: str = "short", width: int = 6, **kw: Any) -> Panel:
+    """A single-value panel (the last value), a quarter of the width by default."""
+    return Panel(title, (q(expr),), unit=unit, kind="stat", width=width, height=4, **kw)
+
+
+def row(title: str, *panels: Panel) -> Row:
+    return Row(title, panels)
+
+
+# -- the dashboards -------------------------------------------------------------------
+
+IN = f"sum(rate(kappa_validator_records_in_total[{RATE}]))"
+VALID = f"sum(rate(kappa_validator_records_valid_total[{RATE}]))"
+DEAD_LETTERED = f"{IN} - {VALID}"  # every record judged ends in cdr.valid or cdr.dlq
+BY_RULE = f"sum by (rule) (rate(kappa_validator_records_dead_lettered_total[{RATE}]))"
+WATERMARK = "max by (query) (kappa_aggregation_watermark_delay_seconds)"
+
+PIPELINE = Dashboard(
+    uid="kappa-pipeline",
+    title="telecom-kappa / Pipeline overview",
+    description="Throughput per stage, lag, dead letters by rule, end-to-end delay.",
+    rows=(
+        row(
+            "Last closed window",
+            stat("Revenue", "kappa_business_window_revenue", description="rate-card currency"),
+            stat("Active callers", "kappa_business_window_active_callers"),
+            stat("Towers with low signal", "kappa_business_window_low_signal_towers"),
+            stat("Targets up", "sum(up)", description="Processes Prometheus scrapes and reaches"),
+        ),
+        row(
+            "Throughput",
+            ts(
+                "Records per second by stage",
+                q(f"sum(rate(kappa_producer_records_total[{RATE}]))", "produced (cdr.raw)"),
+                q(IN, "judged"),
+                q(VALID, "valid (cdr.valid)"),
+                q(DEAD_LETTERED, "dead-lettered (cdr.dlq)"),
+                q("sum(kappa_aggregation_processed_rows_per_second)", "aggregated"),
+                unit="rps",
+                width=24,
+            ),
+        ),
+        row(
+            "Lag and delay",
+            ts(
+                "Validator consumer lag by partition",
+                q("sum by (partition) (kappa_validator_consumer_lag_records)", "{{partition}}"),
+                stack=True,
+            ),
+            ts(
+                "Aggregation: offsets behind the newest",
+                q("max by (query) (kappa_aggregation_offsets_behind_latest)", "{{query}}"),
+            ),
+            ts(
+                "End-to-end delay",
+                q("max by (table) (kappa_business_window_emit_delay_seconds)", "{{table}} window"),
+                q(WATERMARK, "watermark ({{query}})"),
+                q(p95("kappa_producer_delivery_latency_seconds"), "producer delivery p95"),
+                unit="s",
+                description="Event-time end of a window to its emission; the watermark's delay "
+                "behind the newest event; the producer's delivery latency",
+            ),
+            ts(
+                "Micro-batch duration",
+                q(p95("kappa_validator_batch_seconds"), "validator p95"),
+                q("max by (query) (kappa_aggregation_batch_duration_seconds)", "{{query}}"),
+                unit="s",
+            ),
+        ),
+        row(
+            "Dead letters",
+            ts(
+                "Dead letters per second by rule",
+                q(BY_RULE, "{{rule}}"),
+                unit="rps",
+                stack=True,
+                width=24,
+            ),
+        ),
+    ),
+)
+
+QUALITY = Dashboard(
+    uid="kappa-quality",
+    title="telecom-kappa / Data quality",
+    description="What the validator judged, why records were dead-lettered, late data.",
+    rows=(
+        row(
+            "Verdicts",
+            ts(
+                "Dead-letter share",
+                q(f"({DEAD_LETTERED}) / {IN}", "dead-lettered / judged"),
+                unit="percentunit",
+                description="Alert KappaDeadLetterShareHigh above 5%",
+            ),
+            Panel(
+                "Failed rules in the last hour",
+                (
+                    q(
+                        "sum by (rule) (increase(kappa_validator_records_dead_lettered_total[1h]))",
+                        "{{rule}}",
+                    ),
+                ),
+                kind="stat",
+            ),
+            ts(
+                "Faults injected by the producer, by kind",
+                q(
+                    f"sum by (kind) (rate(kappa_producer_faults_injected_total[{RATE}]))",
+                    "{{kind}}",
+                ),
+                unit="rps",
+                stack=True,
+                description="What the validator should catch",
+            ),
+            ts("Dead letters per second by rule", q(BY_RULE, "{{rule}}"), unit="rps", stack=True),
+        ),
+        row(
+            "Validator internals",
+            ts(
+                "Great Expectations and transaction time per batch (p95)",
+                q(p95("kappa_validator_gx_seconds"), "GX suite"),
+                q(p95("kappa_validator_transaction_seconds"), "Kafka transaction"),
+                unit="s",
+            ),
+            ts("Records per micro-batch (p95)", q(p95("kappa_validator_batch_records"), "records")),
+            ts(
+                "Transactions aborted per second",
+                q(f"sum(rate(kappa_validator_transactions_aborted_total[{RATE}]))", "aborted"),
+                unit="rps",
+            ),
+            ts("Dedup state", q("sum(kappa_validator_dedup_keys)", "call_ids held")),
+        ),
+        row(
+            "Late data",
+            ts(
+                "Late records captured per second",
+                q(f"sum(rate(kappa_aggregation_late_records_total[{RATE}]))", "late"),
+                unit="rps",
+                description="Records whose window the watermark had closed; kept, never dropped",
+            ),
+            ts(
+                "Watermark delay behind the newest event",
+                q(WATERMARK, "{{query}}"),
+                unit="s",
+                description="Alert KappaWatermarkDelayHigh above 20 minutes",
+            ),
+        ),
+    ),
+)
+
+NETWORK = Dashboard(
+    uid="kappa-network",
+    title="telecom-kappa / Network health",
+    description="Towers and signal in the last closed 5-minute window, and their trend.",
+    rows=(
+        row(
+            "Last closed window",
+            stat("Towers with low signal", "kappa_business_window_low_signal_towers"),
+            stat("Towers reporting", "kappa_business_window_towers"),
+            stat(
+                "Low-signal share of events",
+                "kappa_business_window_low_signal_ratio",
+                unit="percentunit",
+            ),
+            stat("Mean signal (bars)", "kappa_business_window_average_signal_bars"),
+        ),
+        row(
+            "Trend",
+            ts(
+                "Towers with low signal vs reporting",
+                q("kappa_business_window_low_signal_towers", "low signal"),
+                q("kappa_business_window_towers", "reporting"),
+            ),
+            ts(
+                "Events per window by call type",
+                q("sum by (call_type) (kappa_business_window_events)", "{{call_type}}"),
+                stack=True,
+            ),
+            ts(
+                "Revenue and active callers per window",
+                q("kappa_business_window_revenue", "revenue"),
+                q("kappa_business_window_active_callers", "active callers"),
+            ),
+            ts(
+                "Aggregation state rows",
+                q("sum by (query) (kappa_aggregation_state_rows)", "{{query}}"),
+            ),
+        ),
+    ),
+)
+
+DASHBOARDS = (PIPELINE, QUALITY, NETWORK)
+
+
+# -- rendering --------------------------------------------------------------------------
+
+
+def render(board: Dashboard) -> dict[str, Any]:
+    """The Grafana JSON model of ``board``."""
+    panels: list[dict[str, Any]] = []
+    y = 0
+    next_id = 1
+    for row in board.rows:
+        panels.append(
+            {
+                "id": next_id,
+                "type": "row",
+                "title": row.title,
+                "collapsed": False,
+                "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
+                "panels": [],
+            }
+        )
+        next_id += 1
+        y += 1
+        x = 0
+        line_height = 0
+        for panel in row.panels:
+            if x + panel.width > 24:
+                x, y = 0, y + line_height
+                line_height = 0
+            panels.append(_panel(panel, next_id, x, y))
+            next_id += 1
+            x += panel.width
+            line_height = max(line_height, panel.height)
+        y += line_height
+    return {
+        "uid": board.uid,
+        "title": board.title,
+        "description": board.description,
+        "tags": [TAG],
+        "timezone": "utc",
+        "editable": True,
+        "graphTooltip": 1,
+        "refresh": "30s",
+        "schemaVersion": 39,
+        "version": 1,
+        "time": {"from": "now-1h", "to": "now"},
+        "templating": {
+            "list": [
+                {
+                    "name": "datasource",
+                    "label": "Data source",
+                    "type": "datasource",
+                    "query": "prometheus",
+                    "current": {},
+                    "hide": 0,
+                    "refresh": 1,
+                    "regex": "",
+                    "options": [],
+                }
+            ]
+        },
+        "annotations": {"list": []},
+        "links": [
+            {"title": "telecom-kappa", "type": "dashboards", "tags": [TAG], "asDropdown": True}
+        ],
+        "panels": panels,
+    }
+
+
+def _panel(panel: Panel, pid: int, x: int, y: int) -> dict[str, Any]:
+    targets = [
+        {
+            "refId": chr(ord("A") + i),
+            "datasource": DATASOURCE,
+            "expr": query.expr,
+            "legendFormat": query.legend or "__auto",
+            "range": panel.kind != "stat",
+            "instant": panel.kind == "stat",
+        }
+        for i, query in enumerate(panel.queries)
+    ]
+    custom: dict[str, Any] = {}
+    if panel.kind == "timeseries":
+        custom = {
+            "drawStyle": "line",
+            "lineWidth": 1,
+            "fillOpacity": 10,
+            "showPoints": "never",
+            "stacking": {"mode": "normal" if panel.stack else "none", "group": "A"},
+        }
+    options: dict[str, Any] = (
+        {
+            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        }
+        if panel.kind == "timeseries"
+        else {
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "colorMode": "value",
+            "graphMode": "none",
+            "textMode": "auto",
+            "orientation": "auto",
+        }
+    )
+    return {
+        "id": pid,
+        "type": panel.kind,
+        "title": panel.title,
+        "description": panel.description,
+        "datasource": DATASOURCE,
+        "gridPos": {"h": panel.height, "w": panel.width, "x": x, "y": y},
+        "targets": targets,
+        "fieldConfig": {"defaults": {"unit": panel.unit, "custom": custom}, "overrides": []},
+        "options": options,
+    }
+
+
+def file_name(board: Dashboard) -> str:
+    return f"{board.uid}.json"
+
+
+def text(board: Dashboard) -> str:
+    return json.dumps(render(board), indent=2, ensure_ascii=False) + "\n"
+
+
+def write(directory: Path = DASHBOARD_DIR, boards: Iterable[Dashboard] = DASHBOARDS) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    out = []
+    for board in boards:
+        path = directory / file_name(board)
+        path.write_text(text(board), encoding="utf-8")
+        out.append(path)
+    return out
+
+
+if __name__ == "__main__":
+    for written in write(Path(sys.argv[1]) if len(sys.argv) > 1 else DASHBOARD_DIR):
+        sys.stdout.write(f"{written}\n")

@@ -1,0 +1,136 @@
+"""Business gauges of the last closed window."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitoring import metrics
+from monitoring.business import epoch_seconds, record_closed_window
+from monitoring.last_window import LastClosedWindow
+
+W1 = datetime(2026, 3, 1, 10, 5, tzinfo=UTC)
+W2 = W1 + timedelta(minutes=5)
+
+
+def billing(end: datetime, caller: str, revenue: float, minutes: int = 1) -> dict[str, object]:
+    return {
+        "window_start": end - timedelta(minutes=5),
+        "window_end": end,
+        "caller_num": caller,
+        "calls": 1,
+        "voice_seconds": 60 * minutes,
+        "billable_minutes": minutes,
+        "sms_count": 0,
+        "data_volume_kb": 0,
+        "revenue": revenue,
+    }
+
+
+def tower(end: datetime, tower_id: str, events: int, low: float, avg: float) -> dict[str, object]:
+    return {
+        "window_start": end - timedelta(minutes=5),
+        "window_end": end,
+        "tower_id": tower_id,
+        "events": events,
+        "voice_count": events - 2,
+        "sms_count": 1,
+        "data_count": 1,
+        "avg_signal": avg,
+        "low_signal_share": low,
+        "distinct_callers": events,
+    }
+
+
+@pytest.fixture
+def gauges() -> tuple[LastClosedWindow, CollectorRegistry]:
+    registry = CollectorRegistry()
+    return LastClosedWindow(registry), registry
+
+
+def samples(registry: CollectorRegistry) -> dict[str, float]:
+    out = {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for s in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+            out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+    return out
+
+
+def test_nothing_is_exported_before_a_window_closes(gauges) -> None:
+    _, registry = gauges
+    assert samples(registry) == {}
+
+
+def test_the_newest_window_of_a_batch_is_published(gauges) -> None:
+    into, registry = gauges
+    now = W2.timestamp() + 630.0
+    record_closed_window(
+        [
+            billing(W1, "+94770000001", 99.0),
+            billing(W2, "+94770000001", 2.5, 2),
+            billing(W2, "+94770000002", 1.25, 1),
+            billing(W2, "+94770000003", 0.0, 0),
+        ],
+        [
+            tower(W2, "TOWER_001", 10, 0.4, 2.5),
+            tower(W2, "TOWER_002", 30, 0.1, 4.0),
+            tower(W2, "TOWER_003", 20, 0.3, 3.0),
+        ],
+        now=now,
+        into=into,
+    )
+    got = samples(registry)
+    assert got["kappa_business_window_revenue"] == 3.75
+    assert got["kappa_business_window_active_callers"] == 3
+    assert got["kappa_business_window_billable_minutes"] == 3
+    assert got["kappa_business_window_towers"] == 3
+    assert got["kappa_business_window_low_signal_towers"] == 2  # 0.4 and 0.3 (at the threshold)
+    assert got["kappa_business_window_low_signal_ratio"] == pytest.approx((4 + 3 + 6) / 60)
+    assert got["kappa_business_window_average_signal_bars"] == pytest.approx((25 + 120 + 60) / 60)
+    assert got["kappa_business_window_events{call_type=VOICE}"] == 54
+    assert got["kappa_business_window_events{call_type=SMS}"] == 3
+    assert got["kappa_business_window_end_timestamp_seconds{table=billing}"] == W2.timestamp()
+    assert got["kappa_business_window_emit_delay_seconds{table=network}"] == 630.0
+    assert got["kappa_business_windows_closed_total{table=billing}"] == 2
+    assert got["kappa_business_windows_closed_total{table=network}"] == 1
+
+
+def test_billing_and_network_close_apart_and_empty_batches_change_nothing(gauges) -> None:
+    into, registry = gauges
+    record_closed_window([billing(W1, "a", 1.0)], [], into=into)
+    got = samples(registry)
+    assert got["kappa_business_window_revenue"] == 1.0
+    assert "kappa_business_window_towers" not in got
+    record_closed_window([], [tower(W1, "T", 5, 0.0, 5.0)], into=into)
+    record_closed_window([], [], into=into)
+    got = samples(registry)
+    assert got["kappa_business_window_revenue"] == 1.0
+    assert got["kappa_business_window_towers"] == 1
+    assert got["kappa_business_window_low_signal_towers"] == 0
+
+
+def test_an_older_window_does_not_replace_a_newer_one(gauges) -> None:
+    into, registry = gauges
+    record_closed_window([billing(W2, "a", 2.0)], [], into=into)
+    record_closed_window([billing(W1, "a", 1.0)], [], into=into)
+    got = samples(registry)
+    assert got["kappa_business_window_revenue"] == 2.0
+    assert got["kappa_business_windows_closed_total{table=billing}"] == 2
+
+
+def test_pyspark_style_rows_and_bounds() -> None:
+    naive_local = datetime.fromtimestamp(W1.timestamp())  # noqa: DTZ006 -- what collect() gives
+    assert epoch_seconds(naive_local) == W1.timestamp()
+    assert epoch_seconds(int(W1.timestamp() * 1000)) == W1.timestamp()
+    with pytest.raises(TypeError, match="window_end"):
+        epoch_seconds("2026-03-01")
+
+
+def test_the_default_collector_is_registered() -> None:
+    names = {f.name for f in metrics.REGISTRY.collect()}
+    assert "kappa_business_window_revenue" in names
+    assert "kappa_business_windows_closed" in names
