@@ -1,0 +1,134 @@
+"""What the replay DAG's tasks call: thin functions into ``replay.api``.
+
+Each reads its settings once, converts Airflow's interval bounds to UTC
+``datetime``s, calls the replay and returns small JSON-able dicts for XCom.
+Nothing here imports Airflow, so each is usable (and tested) on its own.
+"""
+
+# ruff: noqa: PLC0415 -- the replay (Spark) is imported when a task runs, not at DAG parse
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from kappa.settings import AirflowSettings, ReplaySettings
+from orchestration import runmetrics
+
+log = logging.getLogger(__name__)
+
+
+def utc(t: datetime) -> datetime:
+    """A plain timezone-aware UTC ``datetime`` (Airflow hands out pendulum ones)."""
+    if t.tzinfo is None:
+        msg = f"naive time {t!r}: the DAG works in UTC only"
+        raise ValueError(msg)
+    return datetime.fromtimestamp(t.timestamp(), UTC)
+
+
+def lateness_margin(settings: AirflowSettings | None = None) -> timedelta:
+    """How long after an interval's end its records may still arrive."""
+    settings = settings or AirflowSettings()
+    if settings.lateness_margin_s is not None:
+        return timedelta(seconds=settings.lateness_margin_s)
+    return timedelta(seconds=ReplaySettings().lateness_margin_s)
+
+
+def interval_closed(
+    end: datetime, *, now: datetime | None = None, margin: timedelta | None = None
+) -> bool:
+    """True once the interval's end plus the lateness margin has passed."""
+    end = utc(end)
+    margin = lateness_margin() if margin is None else margin
+    now = now or datetime.now(UTC)
+    closed = now >= end + margin
+    log.info(
+        "interval closed=%s end=%s margin_s=%d opens_in_s=%.0f",
+        closed,
+        end.isoformat(),
+        margin.total_seconds(),
+        max(0.0, (end + margin - now).total_seconds()),
+    )
+    return closed
+
+
+def replay(start: datetime, end: datetime, output: str | None = None) -> dict[str, Any]:
+    """Replay ``[start, end)``; returns a summary of its manifest."""
+    from replay import api
+
+    start, end = utc(start), utc(end)
+    began = time.monotonic()
+    manifest = api.replay_interval(start, end, output)
+    seconds = round(time.monotonic() - began, 3)
+    summary = {k: manifest[k] for k in ("run_id", "range", "summary", "path") if k in manifest}
+    summary.update(start=start.isoformat(), end=end.isoformat(), seconds=seconds)
+    log.info(
+        "replayed start=%s end=%s seconds=%.1f run_id=%s path=%s",
+        start.isoformat(),
+        end.isoformat(),
+        seconds,
+        summary.get("run_id"),
+        summary.get("path"),
+    )
+    return summary
+
+
+def verify(start: datetime, end: datetime, output: str | None = None) -> dict[str, Any]:
+    """Check the interval's output against the log; raises ``ReplayVerificationError``."""
+    from replay import api
+
+    start, end = utc(start), utc(end)
+    result = api.verify_interval(start, end, output)
+    log.info("verified start=%s end=%s", start.isoformat(), end.isoformat())
+    return dict(result) if isinstance(result, dict) else {"verified": True}
+
+
+def metrics(
+    start: datetime,
+    end: datetime,
+    output: str | None = None,
+    *,
+    replay_seconds: float | None = None,
+    settings: AirflowSettings | None = None,
+) -> dict[str, Any]:
+    """The interval's figures: logged, and written for Prometheus."""
+    from replay import api
+
+    settings = settings or AirflowSettings()
+    start, end = utc(start), utc(end)
+    figures = api.interval_metrics(start, end, output)
+    run = runmetrics.RunFigures(
+        start=start,
+        end=end,
+        records=int(figures["records"]),
+        customers=int(figures["customers"]),
+        towers=int(figures["towers"]),
+        revenue=float(figures["revenue"]),
+        replay_seconds=replay_seconds,
+    )
+    path = runmetrics.record_success(settings.metrics_path(), run)
+    log.info(
+        "interval metrics start=%s end=%s records=%d customers=%d towers=%d revenue=%.2f file=%s",
+        start.isoformat(),
+        end.isoformat(),
+        run.records,
+        run.customers,
+        run.towers,
+        run.revenue,
+        path,
+    )
+    return {
+        "records": run.records,
+        "customers": run.customers,
+        "towers": run.towers,
+        "revenue": run.revenue,
+        "file": str(path),
+    }
+
+
+def task_failed(task_id: str, settings: AirflowSettings | None = None) -> Path:
+    """Count a task that failed after its retries (the DAG's failure callback)."""
+    settings = settings or AirflowSettings()
+    return runmetrics.record_failure(settings.metrics_path(), task_id)
