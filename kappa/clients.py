@@ -23,6 +23,9 @@ def producer(kafka: KafkaSettings, **overrides: Any) -> Producer:
         # Java-compatible key hashing, so that any client co-partitions by key.
         "partitioner": "murmur2_random",
         "linger.ms": 20,
+        "batch.size": 1_000_000,
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 1_048_576,
         "compression.type": "lz4",
     }
     conf.update(overrides)

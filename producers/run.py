@@ -123,7 +123,7 @@ def produce(
                 produce_msg(topic, g.value, g.key, timestamp=g.timestamp_ms, on_delivery=delivered)
                 break
             except BufferError:
-                poll(0.05)
+                poll(0.005)
         stats.sent += 1
         kinds[g.kind] += 1
         types[g.call_type or "unknown"] += 1
