@@ -82,7 +82,10 @@ def down() -> None:
 @stack.command()
 @click.option("--json", "as_json", is_flag=True, help="one JSON object, for scripts")
 def status(as_json: bool) -> None:
-    """Each service with its port, pid and health; exit status 1 unless Kafka and the registry are up."""
+    """Each service with its port, pid and health.
+
+    Exit status 1 unless Kafka and the registry are both up.
+    """
     local = _stack()
     rows = _guard(local.status)
     if as_json:

@@ -24,7 +24,15 @@ CLUSTER_ID = "kappa-local"
 # Hadoop 3.4 on Java 17 reflects into the JDK here and there.
 _OPENS = [
     f"--add-opens=java.base/{pkg}=ALL-UNNAMED"
-    for pkg in ("java.lang", "java.util", "java.io", "java.nio", "sun.nio.ch", "java.net", "java.util.concurrent")
+    for pkg in (
+        "java.lang",
+        "java.util",
+        "java.io",
+        "java.nio",
+        "sun.nio.ch",
+        "java.net",
+        "java.util.concurrent",
+    )
 ]
 
 
@@ -139,7 +147,7 @@ class NameNodeService(_HdfsBase):
             CLUSTER_ID,
             "-nonInteractive",
         ]
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=180, check=False)  # noqa: S603
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=180, check=False)
         if out.returncode != 0:
             detail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
             msg = f"formatting HDFS in {self.hdfs_dir / 'name'} failed: {detail[0]}"

@@ -27,7 +27,7 @@ class Jdk:
 def java_major(java: Path) -> int | None:
     """The feature version of ``java``, or None when it does not run."""
     try:
-        out = subprocess.run(  # noqa: S603 (a java binary we located)
+        out = subprocess.run(
             [str(java), "-version"], capture_output=True, text=True, timeout=30, check=False
         )
     except (OSError, subprocess.SubprocessError):
@@ -40,7 +40,7 @@ def java_major(java: Path) -> int | None:
 
 
 def _installed() -> list[Path]:
-    found = []
+    found: list[Path] = []
     for base in JVM_DIRS:
         if base.is_dir():
             found.extend(p / "bin" / "java" for p in sorted(base.iterdir()) if not p.is_symlink())
@@ -79,5 +79,6 @@ def find_java(minimum: int, java_home: Path | None = None, *, search: bool = Fal
     if on_path is None:
         msg = f"Java not found: install a JDK {minimum}+ (apt-get install openjdk-17-jdk-headless)"
     else:
-        msg = f"java on PATH is Java {candidates[0].major if candidates else '?'}; Java {minimum}+ is needed"
+        found = candidates[0].major if candidates else "?"
+        msg = f"java on PATH is Java {found}; Java {minimum}+ is needed"
     raise JavaNotFoundError(msg)

@@ -9,6 +9,8 @@ import subprocess
 import uuid
 from pathlib import Path
 
+from confluent_kafka.admin import AdminClient
+
 from kappa.settings import KafkaSettings, StackSettings, TopicSettings
 from kappa.stack.exceptions import ServiceStartError
 from kappa.stack.java import Jdk, find_java
@@ -42,7 +44,10 @@ class KafkaService:
 
     @property
     def ports(self) -> dict[str, int]:
-        return {"kafka": self.settings.kafka_port, "kafka controller": self.settings.controller_port}
+        return {
+            "kafka": self.settings.kafka_port,
+            "kafka controller": self.settings.controller_port,
+        }
 
     @property
     def home(self) -> Path:
@@ -120,7 +125,7 @@ class KafkaService:
             str(self.config_file),
             "--ignore-formatted",
         ]
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
         if out.returncode != 0:
             detail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
             msg = f"formatting Kafka storage in {self.data_dir} failed: {detail[0]}"
@@ -129,7 +134,11 @@ class KafkaService:
     def spec(self) -> ServiceSpec:
         return ServiceSpec(
             name=self.name,
-            argv=[*self._jvm_args(self.settings.kafka_heap, self.name), MAIN_CLASS, str(self.config_file)],
+            argv=[
+                *self._jvm_args(self.settings.kafka_heap, self.name),
+                MAIN_CLASS,
+                str(self.config_file),
+            ],
             marker=jvm_marker(self.name, self.layout.state_dir),
             cwd=self.home,
         )
@@ -137,8 +146,6 @@ class KafkaService:
     def healthy(self) -> bool:
         if not port_open(self.port):
             return False
-        from confluent_kafka.admin import AdminClient
-
         admin = AdminClient(
             {
                 **self.client_settings().client_config(),

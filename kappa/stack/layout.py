@@ -21,7 +21,9 @@ def templates_dir() -> Path:
     """The local stack's config templates (compose/local/)."""
     path = repo_root() / "compose" / "local"
     if not path.is_dir():
-        msg = f"the local stack's templates are missing: {path} (run from a checkout of the project)"
+        msg = (
+            f"the local stack's templates are missing: {path} (run from a checkout of the project)"
+        )
         raise StackError(msg)
     return path
 

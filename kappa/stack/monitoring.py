@@ -46,7 +46,10 @@ class PrometheusService:
     def check(self) -> None:
         self._binary()
         if not self.config.is_file():
-            msg = f"the Prometheus config {CONFIG} is not in this checkout yet; start without --with-monitoring"
+            msg = (
+                f"the Prometheus config {CONFIG} is not in this checkout yet; "
+                "start without --with-monitoring"
+            )
             raise MonitoringUnavailableError(msg)
 
     def prepare(self) -> None:
@@ -62,7 +65,9 @@ class PrometheusService:
             f"--web.listen-address={LOOPBACK}:{self.port}",
             "--storage.tsdb.retention.time=7d",
         ]
-        return ServiceSpec(name=self.name, argv=argv, marker=marker, cwd=self.layout.home("prometheus"))
+        return ServiceSpec(
+            name=self.name, argv=argv, marker=marker, cwd=self.layout.home("prometheus")
+        )
 
     def healthy(self) -> bool:
         return http_ok(f"{self.url()}/-/ready")

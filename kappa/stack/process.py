@@ -111,7 +111,7 @@ class Supervisor:
         with logfile.open("ab") as out:
             out.write(f"--- {started.isoformat()} starting {spec.name}\n".encode())
             out.flush()
-            proc = subprocess.Popen(  # noqa: S603 (argv built by this package)
+            proc = subprocess.Popen(
                 list(spec.argv),
                 cwd=spec.cwd,
                 env=dict(spec.env) if spec.env is not None else None,
@@ -130,7 +130,10 @@ class Supervisor:
     def wait_healthy(
         self, name: str, healthy: Callable[[], bool], timeout_s: float, interval_s: float = 0.25
     ) -> float:
-        """Poll ``healthy`` until true; seconds waited. Raises if the process dies or time runs out."""
+        """Poll ``healthy`` until true; the seconds waited.
+
+        Raises when the process dies or time runs out.
+        """
         began = time.monotonic()
         deadline = began + timeout_s
         while True:

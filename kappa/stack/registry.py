@@ -50,7 +50,9 @@ class RegistryService:
         try:
             return find_java(JAVA_MIN, home, search=True)
         except JavaNotFoundError as exc:
-            msg = f"the Schema Registry needs Java {JAVA_MIN}+ ({exc}); set KAPPA_REGISTRY_JAVA_HOME"
+            msg = (
+                f"the Schema Registry needs Java {JAVA_MIN}+ ({exc}); set KAPPA_REGISTRY_JAVA_HOME"
+            )
             raise JavaNotFoundError(msg) from exc
 
     def _runner(self) -> Path:

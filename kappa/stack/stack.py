@@ -143,7 +143,13 @@ class LocalStack:
     def down(self) -> list[str]:
         """Stop every running service, dependants first; the names stopped."""
         stopped: list[str] = []
-        order = [self.prometheus, self.datanode, self.namenode, self.registry, self.kafka]
+        order: list[Service] = [
+            self.prometheus,
+            self.datanode,
+            self.namenode,
+            self.registry,
+            self.kafka,
+        ]
         errors: list[str] = []
         for service in order:
             try:

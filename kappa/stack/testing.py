@@ -100,7 +100,9 @@ def external_stack(environ: Mapping[str, str], state_dir: Path) -> StackHandle |
 
 
 @contextlib.contextmanager
-def running_stack(state_dir: Path, environ: Mapping[str, str] | None = None) -> Iterator[StackHandle]:
+def running_stack(
+    state_dir: Path, environ: Mapping[str, str] | None = None
+) -> Iterator[StackHandle]:
     """Yield a running stack; a stack started here is stopped on exit."""
     if environ is not None:
         outside = external_stack(environ, state_dir)

@@ -15,8 +15,8 @@ from kappa.stack.exceptions import TopicCreationError
 log = logging.getLogger(__name__)
 
 _RETRIABLE = {
-    KafkaError._TIMED_OUT,  # noqa: SLF001 (librdkafka's local error codes)
-    KafkaError._TRANSPORT,  # noqa: SLF001
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
     KafkaError.NOT_CONTROLLER,
     KafkaError.REQUEST_TIMED_OUT,
     KafkaError.BROKER_NOT_AVAILABLE,
@@ -25,7 +25,9 @@ _RETRIABLE = {
 
 
 def admin_client(kafka: KafkaSettings) -> AdminClient:
-    return AdminClient({**kafka.client_config(), "logger": logging.getLogger(f"{__name__}.librdkafka")})
+    return AdminClient(
+        {**kafka.client_config(), "logger": logging.getLogger(f"{__name__}.librdkafka")}
+    )
 
 
 def ensure_topics(
@@ -48,7 +50,10 @@ def ensure_topics(
     created: list[str] = []
     deadline = time.monotonic() + timeout_s
     while wanted:
-        new = [NewTopic(n, num_partitions=partitions, replication_factor=-1, config=topic_config) for n in wanted]
+        new = [
+            NewTopic(n, num_partitions=partitions, replication_factor=-1, config=topic_config)
+            for n in wanted
+        ]
         futures = admin.create_topics(new, operation_timeout=30, request_timeout=30)
         retry: list[str] = []
         for name, future in futures.items():
@@ -64,7 +69,9 @@ def ensure_topics(
                 msg = f"could not create topic {name}: {err.str()}"
                 raise TopicCreationError(msg) from exc
             created.append(name)
-            log.info("created topic=%s partitions=%d retention_ms=%d", name, partitions, retention_ms)
+            log.info(
+                "created topic=%s partitions=%d retention_ms=%d", name, partitions, retention_ms
+            )
         wanted = retry
         if retry:
             time.sleep(0.5)

@@ -56,19 +56,19 @@ def _env(settings: StackSettings) -> dict[str, str]:
 
 
 def _post_json(url: str, body: object) -> dict[str, object]:
-    req = urllib.request.Request(  # noqa: S310 (loopback)
+    req = urllib.request.Request(
         url,
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/vnd.schemaregistry.v1+json"},
         method="POST",
     )
-    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+    with urllib.request.urlopen(req, timeout=10) as resp:
         result: dict[str, object] = json.loads(resp.read())
     return result
 
 
 def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310
+    with urllib.request.urlopen(url, timeout=10) as resp:
         return json.loads(resp.read())
 
 
@@ -192,13 +192,15 @@ def test_session_stack_round_trips_a_record(stack: StackHandle, topic: TopicFact
     assert isinstance(_get_json(f"{stack.registry.url}/schemas/types"), list)
 
 
-def _webhdfs(handle: HdfsHandle, method: str, path: str, op: str, body: bytes | None = None) -> bytes:
+def _webhdfs(
+    handle: HdfsHandle, method: str, path: str, op: str, body: bytes | None = None
+) -> bytes:
     """One WebHDFS call, following the NameNode's redirect to the DataNode by hand."""
     query = urllib.parse.urlencode({"op": op, "user.name": "kappa", "overwrite": "true"})
     target = f"{handle.http_url}/webhdfs/v1{path}?{query}"
     for _ in range(3):
         parts = urllib.parse.urlsplit(target)
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
         try:
             conn.request(method, f"{parts.path}?{parts.query}", body=body)
             resp = conn.getresponse()
