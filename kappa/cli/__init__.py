@@ -35,9 +35,11 @@ def cli(log_level: str) -> None:
 def _register() -> None:
     from kappa.cli import produce as produce_cmd
     from kappa.cli import settings as settings_cmd
+    from kappa.cli import topics as topics_cmd
 
     cli.add_command(produce_cmd.produce)
     cli.add_command(settings_cmd.settings)
+    cli.add_command(topics_cmd.topics)
     for module, name in (
         ("kappa.cli.stack", "stack"),
         ("kappa.cli.validate", "validate"),
