@@ -1,0 +1,170 @@
+"""A real Prometheus scraping a running pipeline: every target is up, and every PromQL
+expression of every dashboard panel returns at least one series.
+
+The producer, the validator and the aggregation run as ``kappa`` subprocesses against the
+session stack, on fresh topics and free metric ports; Prometheus scrapes them every second
+with a config rendered from the same template as the committed ones. The producer runs a
+simulated clock (two event-time minutes per wall second), so 5-minute windows close within
+seconds, and injects faulty and late records, so dead-letter and late-data panels have data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from kappa.stack.net import free_ports
+from kappa.stack.testing import StackHandle, TopicFactory
+from monitoring import prometheus_config as pc
+from tests.fixtures.monitoring import Prometheus, prometheus_fixture  # noqa: F401 -- fixture
+from tests.monitoring.promql import dashboard_queries, instantiate
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
+
+KAPPA = str(Path(sys.executable).with_name("kappa"))
+SETTLE_TIMEOUT_S = 180.0
+COMMANDS = {"validate": "kappa.cli.validate", "aggregate": "kappa.cli.aggregate"}
+
+
+@dataclass
+class Job:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, chars: int = 2500) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+    def stop(self) -> None:
+        """SIGTERM to the job's process group (the JVM of a Spark job too), then SIGKILL."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        # Whatever the job left in its group (a Spark JVM) goes with it.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def jobs() -> Iterator[list[Job]]:
+    started: list[Job] = []
+    yield started
+    for job in reversed(started):
+        job.stop()
+
+
+def start(jobs: list[Job], name: str, argv: list[str], env: dict[str, str], logs: Path) -> Job:
+    log = logs / f"{name}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [KAPPA, *argv], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    job = Job(name, proc, log)
+    jobs.append(job)
+    return job
+
+
+def pipeline_env(
+    stack: StackHandle, topic: TopicFactory, ports: dict[str, int], tmp: Path
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAPPA_")}
+    run = tmp.name[-12:]
+    env.update(
+        {
+            "KAPPA_KAFKA_BOOTSTRAP": stack.bootstrap,
+            "KAPPA_SCHEMA_REGISTRY_URL": stack.registry_url,
+            "KAPPA_STATE_DIR": str(tmp / "state"),
+            "KAPPA_LOG_LEVEL": "INFO",
+            "KAPPA_PRODUCER_METRICS_PORT": str(ports[pc.PRODUCER]),
+            "KAPPA_VALIDATOR_METRICS_PORT": str(ports[pc.VALIDATOR]),
+            "KAPPA_AGGREGATE_METRICS_PORT": str(ports[pc.AGGREGATOR]),
+            "KAPPA_VALIDATOR_GROUP_ID": f"monitoring-e2e-{run}",
+            "KAPPA_VALIDATOR_TRANSACTIONAL_ID": f"monitoring-e2e-{run}",
+            "KAPPA_VALIDATOR_QUALITY_DIR": str(tmp / "quality"),
+            "KAPPA_AGGREGATE_OUTPUT": str(tmp / "aggregate"),
+            "KAPPA_AGGREGATE_CHECKPOINT_DIR": str(tmp / "checkpoints"),
+            "KAPPA_AGGREGATE_TRIGGER": "2 seconds",
+            "KAPPA_AGGREGATE_SHUFFLE_PARTITIONS": "2",
+            "KAPPA_AGGREGATE_DRIVER_MEMORY": "1g",
+        }
+    )
+    for var in ("RAW", "VALID", "DLQ", "BILLING", "NETWORK", "LATE"):
+        env[f"KAPPA_TOPIC_{var}"] = topic(partitions=2, prefix=f"mon-{var.lower()}")
+    return env
+
+
+def test_dashboards_show_a_running_pipeline(
+    stack: StackHandle,
+    topic: TopicFactory,
+    prometheus: Callable[[Path], Prometheus],
+    jobs: list[Job],
+    tmp_path: Path,
+) -> None:
+    missing = [f"kappa {c}" for c, mod in COMMANDS.items() if importlib.util.find_spec(mod) is None]
+    if missing:
+        pytest.fail(f"not in this checkout yet: {', '.join(missing)}")
+    ports = dict(zip((pc.PRODUCER, pc.VALIDATOR, pc.AGGREGATOR), free_ports(3), strict=True))
+    config = pc.write_local_config(
+        tmp_path / "prometheus.yml",
+        {**ports, pc.REPLAY: 0, pc.AIRFLOW: 0},
+        scrape_interval="1s",
+    )
+    prom = prometheus(config)
+    env = pipeline_env(stack, topic, ports, tmp_path)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    start_at = (datetime.now(UTC) - timedelta(hours=8)).replace(microsecond=0)
+    producer = [
+        "produce", "--rate", "200", "--duration", "400", "--seed", "7",
+        "--bad-rate", "0.05", "--duplicate-rate", "0.01", "--late-rate", "0.03",
+        "--clock", "simulated", "--start", start_at.isoformat(), "--speed", "120",
+    ]  # fmt: skip
+    start(jobs, "aggregate", ["aggregate"], env, logs)  # the slowest to start
+    start(jobs, "validate", ["validate"], env, logs)
+    start(jobs, "produce", producer, env, logs)
+
+    queries = list(dashboard_queries())
+    pending = {expr for _, _, expr in queries}
+    down: list[str] = ["(not scraped yet)"]
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for job in jobs:
+            if job.process.poll() is not None:
+                pytest.fail(f"kappa {job.name} exited ({job.process.returncode}):\n{job.tail()}")
+        targets = prom.targets()
+        down = [
+            f"{t['labels']['job']} {t['scrapeUrl']}: {t['health']} {t['lastError']}"
+            for t in targets
+            if t["health"] != "up"
+        ]
+        if len(targets) != len(ports):
+            down.append(f"{len(targets)} targets, expected {len(ports)}")
+        pending = {expr for expr in pending if not prom.query(instantiate(expr))}
+        if not pending and not down:
+            break
+        time.sleep(2)
+
+    if pending or down:
+        empty = sorted({f"  {f} / {t}: {e}" for f, t, e in queries if e in pending})
+        logs_text = "\n".join(f"--- {j.name}\n{j.tail(1500)}" for j in jobs)
+        pytest.fail(
+            "after {:.0f} s:\ntargets not up: {}\nexpressions without series:\n{}\n{}".format(
+                SETTLE_TIMEOUT_S, down or "none", "\n".join(empty) or "none", logs_text
+            )
+        )
+    assert {t["labels"]["job"] for t in prom.targets()} == set(ports)
