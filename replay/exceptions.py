@@ -7,23 +7,23 @@ class ReplayError(KappaError):
     """A replay could not be planned, run or verified."""
 
 
-class ReversedRange(ReplayError):
+class ReversedRangeError(ReplayError):
     """The range is reversed or empty (its end is not after its start)."""
 
 
-class RangeNotClosed(ReplayError):
+class RangeNotClosedError(ReplayError):
     """The range ends within the lateness margin of now: records for it may still arrive."""
 
 
-class RangeExpired(ReplayError):
+class RangeExpiredError(ReplayError):
     """Part of the range is older than what the topic still holds (retention)."""
 
 
-class TopicMissing(ReplayError):
+class TopicMissingError(ReplayError):
     """The topic to replay does not exist or the broker cannot be reached."""
 
 
-class ReplayFailed(ReplayError):
+class ReplayFailedError(ReplayError):
     """The replay job failed; the previous output, if any, is intact."""
 
 

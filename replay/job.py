@@ -1,0 +1,279 @@
+"""The replay job: planned offsets of ``cdr.valid`` → Parquet, through the aggregation's transforms.
+
+Output of a range, at ``<root>/<range id>/``::
+
+    cdr/               the records of [from, to), partitioned by event_date / event_hour
+    billing_report/    streams.aggregate.transforms.billing over them
+    network_health/    streams.aggregate.transforms.network_health over them
+    manifest.json      range, per-partition offsets read, counts, schema ids, run id, summary
+    _SUCCESS           written last
+
+Everything is written into a hidden staging folder next to the target and
+swapped in by renames (``fs.HadoopFs.publish``): a rerun replaces the output
+of the range, a failed run leaves the previous output as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F  # noqa: N812
+
+from kappa.settings import AggregateSettings, KafkaSettings, RegistrySettings
+from replay.exceptions import ReplayFailedError
+from replay.fs import STAGING_PREFIX, HadoopFs, join, normalize
+from replay.plan import ReplayPlan, iso, to_ms
+from replay.progress import Progress
+from streams.aggregate import transforms
+
+log = logging.getLogger(__name__)
+
+CDR_DIR, BILLING_DIR, NETWORK_DIR = "cdr", "billing_report", "network_health"
+MANIFEST, SUCCESS = "manifest.json", "_SUCCESS"
+MANIFEST_VERSION = 1
+CDR_COLUMNS = [f.name for f in transforms.CDR_SCHEMA.fields]
+SOURCE_COLUMNS = ["kafka_partition", "kafka_offset", "schema_id"]
+PARTITION_COLUMNS = ["event_date", "event_hour"]
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
+
+
+@dataclass(frozen=True)
+class ReplayContext:
+    """What a replay needs besides its plan: connections and the aggregation's definitions."""
+
+    kafka: KafkaSettings
+    registry: RegistrySettings
+    aggregate: AggregateSettings
+    output_root: str
+    progress: bool = True
+
+
+def range_url(root: str, plan: ReplayPlan) -> str:
+    return join(normalize(root), plan.range_id)
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def read_offsets(spark: SparkSession, kafka: KafkaSettings, plan: ReplayPlan) -> DataFrame:
+    """The planned offsets of the topic as Spark's Kafka source rows (batch)."""
+    return (
+        spark.read.format("kafka")
+        .options(**kafka.spark_options())
+        .option("assign", plan.assign_json())
+        .option("startingOffsets", plan.starting_offsets_json())
+        .option("endingOffsets", plan.ending_offsets_json())
+        # cdr.valid is written in transactions: aborted records are not records.
+        .option("kafka.isolation.level", "read_committed")
+        .load()
+    )
+
+
+def decode(spark: SparkSession, raw: DataFrame, ctx: ReplayContext, topic: str) -> DataFrame:
+    """Kafka rows → the ``Cdr`` columns plus where each came from (partition, offset, schema id).
+
+    A record that cannot be decoded keeps null ``Cdr`` columns (``_counts`` fails the run).
+    """
+    from replay.decode import decode_cdrs  # noqa: PLC0415
+
+    with_source = raw.select(
+        F.col("value"),
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+        schema_id_of(F.col("value")).alias("schema_id"),
+    )
+    decoded = decode_cdrs(with_source, ctx.registry, topic)
+    return decoded.select(*CDR_COLUMNS, *SOURCE_COLUMNS)
+
+
+def schema_id_of(value: Any) -> Any:
+    """The Confluent schema id: bytes 2-5 of the value, big-endian."""
+    return F.conv(F.hex(F.substring(value, 2, 4)), 16, 10).cast("int")
+
+
+def in_range(cdrs: DataFrame, plan: ReplayPlan) -> DataFrame:
+    """Exactly the records whose event time is in ``[from, to)``."""
+    ms = F.unix_millis(F.col("event_time"))
+    return cdrs.where((ms >= F.lit(to_ms(plan.start))) & (ms < F.lit(to_ms(plan.end))))
+
+
+def with_partitions(cdrs: DataFrame) -> DataFrame:
+    return cdrs.withColumn("event_date", F.date_format("event_time", "yyyy-MM-dd")).withColumn(
+        "event_hour", F.hour("event_time")
+    )
+
+
+# -- the job ---------------------------------------------------------------------------------
+
+
+def run(spark: SparkSession, plan: ReplayPlan, ctx: ReplayContext,
+        run_id: str | None = None) -> dict[str, Any]:
+    """Replay ``plan`` into ``<root>/<range id>/``; return the manifest.
+
+    Raises ``ReplayFailedError`` (previous output intact, staging removed) when anything fails.
+    """
+    run_id = run_id or new_run_id()
+    started = time.monotonic()
+    # Hours, dates and windows are UTC wall-clock ones, whatever the machine's zone.
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    fs = HadoopFs(spark, ctx.output_root)
+    fs.mkdirs(fs.root)
+    fs.recover(plan.range_id)
+    staging = join(fs.root, f"{STAGING_PREFIX}{plan.range_id}-{run_id}")
+    log.info("replay started run_id=%s from=%s to=%s offsets=%s target=%s", run_id,
+             iso(plan.start), iso(plan.end), plan.offsets_to_read,
+             join(fs.root, plan.range_id))
+    cached: DataFrame | None = None
+    try:
+        with Progress(spark, enabled=ctx.progress):
+            cached = decode(spark, read_offsets(spark, ctx.kafka, plan), ctx, plan.topic).persist(
+                StorageLevel.MEMORY_AND_DISK
+            )
+            counts = _counts(cached, plan)
+            rows = in_range(cached, plan)
+            (with_partitions(rows).write.mode("errorifexists")
+             .partitionBy(*PARTITION_COLUMNS).parquet(join(staging, CDR_DIR)))
+            rates = transforms.RateCard.from_settings(ctx.aggregate)
+            window = ctx.aggregate.window
+            (transforms.billing(rows, rates, window).coalesce(1)
+             .write.mode("errorifexists").parquet(join(staging, BILLING_DIR)))
+            (transforms.network_health(rows, ctx.aggregate.low_signal_threshold, window)
+             .coalesce(1).write.mode("errorifexists").parquet(join(staging, NETWORK_DIR)))
+            summary = _summary(spark, rows, staging)
+        summary["seconds"] = round(time.monotonic() - started, 3)
+        manifest = _manifest(plan, run_id, counts, summary, ctx)
+        fs.write_text(join(staging, MANIFEST), json.dumps(manifest, indent=2) + "\n")
+        fs.write_text(join(staging, SUCCESS), "")
+        manifest["path"] = fs.publish(staging, plan.range_id, run_id)
+    except Exception as exc:
+        _discard(fs, staging)
+        if isinstance(exc, ReplayFailedError):
+            raise
+        msg = (f"replay of [{iso(plan.start)}, {iso(plan.end)}) failed ({type(exc).__name__}: "
+               f"{_first_line(exc)}); the previous output, if any, is untouched")
+        raise ReplayFailedError(msg) from exc
+    finally:
+        if cached is not None:
+            cached.unpersist()
+    log.info("replay done run_id=%s path=%s records=%s seconds=%s", run_id, manifest["path"],
+             manifest["counts"]["records"], summary["seconds"])
+    return manifest
+
+
+def _discard(fs: HadoopFs, staging: str) -> None:
+    try:
+        fs.delete(staging)
+    except Exception:  # the original error matters more
+        log.exception("could not remove the staging folder path=%s", staging)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else ""
+
+
+def _counts(cdrs: DataFrame, plan: ReplayPlan) -> dict[str, Any]:
+    """Per partition and schema id: records read, before, in and after the range."""
+    ms = F.unix_millis(F.col("event_time"))
+    where = (F.when(F.col("call_id").isNull(), F.lit("undecodable"))
+             .when(ms < F.lit(to_ms(plan.start)), F.lit("before"))
+             .when(ms >= F.lit(to_ms(plan.end)), F.lit("after")).otherwise(F.lit("in")))
+    rows = (cdrs.groupBy("kafka_partition", "schema_id", where.alias("where"))
+            .agg(F.count(F.lit(1)).alias("n"), F.min("kafka_offset").alias("lo"),
+                 F.max("kafka_offset").alias("hi"))
+            .collect())
+    parts: dict[int, dict[str, Any]] = {
+        s.partition: {"partition": s.partition, "start_offset": s.start, "end_offset": s.end,
+                      "read": 0, "in_range": 0, "first_offset_read": None,
+                      "last_offset_read": None}
+        for s in plan.spans
+    }
+    schema_ids: dict[str, int] = {}
+    totals = {"read": 0, "before_range": 0, "records": 0, "after_range": 0, "undecodable": 0}
+    for r in rows:
+        p = parts[int(r["kafka_partition"])]
+        n = int(r["n"])
+        p["read"] += n
+        lo, hi = int(r["lo"]), int(r["hi"])
+        p["first_offset_read"] = lo if p["first_offset_read"] is None else min(
+            lo, p["first_offset_read"])
+        p["last_offset_read"] = hi if p["last_offset_read"] is None else max(
+            hi, p["last_offset_read"])
+        totals["read"] += n
+        key = {"before": "before_range", "in": "records", "after": "after_range",
+               "undecodable": "undecodable"}[r["where"]]
+        totals[key] += n
+        if r["where"] == "in":
+            p["in_range"] += n
+            sid = str(r["schema_id"])
+            schema_ids[sid] = schema_ids.get(sid, 0) + n
+    if totals["undecodable"]:
+        bad = sorted({str(r["schema_id"]) for r in rows if r["where"] == "undecodable"})
+        msg = (f"{totals['undecodable']} records of {plan.topic} could not be decoded as Cdr "
+               f"(schema ids {', '.join(bad)} are not Cdr schemas registered under the topic)")
+        raise ReplayFailedError(msg)
+    return {"totals": totals, "partitions": [parts[k] for k in sorted(parts)],
+            "schema_ids": dict(sorted(schema_ids.items()))}
+
+
+def _summary(spark: SparkSession, rows: DataFrame, staging: str) -> dict[str, Any]:
+    agg = rows.agg(F.count(F.lit(1)).alias("records"),
+                   F.countDistinct("caller_num").alias("callers"),
+                   F.countDistinct("tower_id").alias("towers")).first()
+    revenue = spark.read.parquet(join(staging, BILLING_DIR)).agg(
+        F.sum("revenue").alias("revenue")).first()
+    return {
+        "records": int(agg["records"]) if agg else 0,
+        "callers": int(agg["callers"]) if agg else 0,
+        "towers": int(agg["towers"]) if agg else 0,
+        "revenue": round(float(revenue["revenue"] or 0.0), 4) if revenue else 0.0,
+    }
+
+
+def _manifest(plan: ReplayPlan, run_id: str, counts: dict[str, Any], summary: dict[str, Any],
+              ctx: ReplayContext) -> dict[str, Any]:
+    return {
+        "version": MANIFEST_VERSION,
+        "run_id": run_id,
+        "range": {"from": iso(plan.start), "to": iso(plan.end),
+                  "from_ms": to_ms(plan.start), "to_ms": to_ms(plan.end),
+                  "lateness_margin_s": int(plan.margin.total_seconds())},
+        "topic": plan.topic,
+        "planned_at": iso(plan.planned_at),
+        "finished_at": iso(datetime.now(UTC)),
+        "partitions": counts["partitions"],
+        "counts": counts["totals"],
+        "schema_ids": counts["schema_ids"],
+        "summary": summary,
+        "outputs": {"cdr": CDR_DIR, "billing_report": BILLING_DIR,
+                    "network_health": NETWORK_DIR, "partitioned_by": PARTITION_COLUMNS},
+        "aggregation": {"window": ctx.aggregate.window,
+                        "low_signal_threshold": ctx.aggregate.low_signal_threshold,
+                        "rates": {"voice_per_minute": ctx.aggregate.rate_voice_per_minute,
+                                  "sms_each": ctx.aggregate.rate_sms_each,
+                                  "data_per_mb": ctx.aggregate.rate_data_per_mb,
+                                  "currency": ctx.aggregate.currency}},
+    }
+
+
+def read_manifest(spark: SparkSession, root: str, plan_or_id: ReplayPlan | str) -> dict[str, Any]:
+    """The manifest of a published range (``FileNotFoundError`` when there is none)."""
+    rid = plan_or_id.range_id if isinstance(plan_or_id, ReplayPlan) else plan_or_id
+    fs = HadoopFs(spark, root)
+    url = join(fs.root, rid, MANIFEST)
+    if not fs.exists(url):
+        raise FileNotFoundError(url)
+    loaded: dict[str, Any] = json.loads(fs.read_text(url))
+    loaded["path"] = join(fs.root, rid)
+    return loaded

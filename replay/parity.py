@@ -1,0 +1,277 @@
+"""``kappa parity``: streaming aggregates against a replay of the same range, closed windows only.
+
+For each closed window in the range, every key (caller for billing, tower for
+network health) is compared between:
+
+* the stream: ``billing_realtime/`` and ``network_realtime/`` under the
+  aggregation's output;
+* the replay: the aggregation's transforms over the range's records read from
+  ``cdr.valid`` (the same reading as ``kappa replay``, nothing written).
+
+A difference is *explained* when the stream's row equals the transforms over
+the replay's records minus the late records the aggregation captured for that
+window (``late/`` under its output, else the ``cdr.late`` topic): those records
+reached the stream after the watermark had closed their window. Any other
+difference, including a key duplicated in the stream output, is *unexplained*.
+
+Closed windows: those entirely inside ``[from, to)`` that end no later than
+the latest window the stream has emitted (append mode emits a window once the
+watermark has passed its end).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F  # noqa: N812
+from pyspark.sql.types import DoubleType
+
+from monitoring import metrics
+from replay import job, runner
+from replay.exceptions import ParityError
+from replay.fs import HadoopFs, join, normalize
+from replay.plan import iso, to_ms
+from streams.aggregate import transforms
+
+log = logging.getLogger(__name__)
+
+BILLING_DIR, NETWORK_DIR, LATE_DIR = "billing_realtime", "network_realtime", "late"
+TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    folder: str
+    key: str
+    columns: tuple[str, ...]
+    late_key: str
+
+
+TABLES = (
+    Table("billing", BILLING_DIR, "caller_num",
+          tuple(f.name for f in transforms.BILLING_SCHEMA.fields), "caller_num"),
+    Table("network", NETWORK_DIR, "tower_id",
+          tuple(f.name for f in transforms.NETWORK_SCHEMA.fields), "tower_id"),
+)
+
+
+@dataclass
+class Difference:
+    table: str
+    window_start: str
+    key: str
+    kind: str  # explained | unexplained
+    reason: str
+    late_records: int
+    stream: dict[str, Any] | None
+    replay: dict[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class ParityReport:
+    start: datetime
+    end: datetime
+    closed_until: datetime | None
+    windows: int
+    late_records: int
+    rows: dict[str, int] = field(default_factory=dict)
+    matching: dict[str, int] = field(default_factory=dict)
+    explained: list[Difference] = field(default_factory=list)
+    unexplained: list[Difference] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "from": iso(self.start), "to": iso(self.end),
+            "closed_until": iso(self.closed_until) if self.closed_until else None,
+            "windows_compared": self.windows, "late_records": self.late_records,
+            "rows": self.rows, "matching": self.matching,
+            "explained": [d.to_dict() for d in self.explained],
+            "unexplained": [d.to_dict() for d in self.unexplained],
+        }
+
+    def text(self, show: int = 20) -> str:
+        lines = [
+            f"parity of [{iso(self.start)}, {iso(self.end)}): {self.windows} closed windows "
+            f"(closed until {iso(self.closed_until) if self.closed_until else '-'}), "
+            f"{self.late_records} late records captured by the stream",
+        ]
+        for t in TABLES:
+            lines.append(f"  {t.name:<8} rows {self.rows.get(t.name, 0):>8}  equal "
+                         f"{self.matching.get(t.name, 0):>8}  explained by late records "
+                         f"{sum(d.table == t.name for d in self.explained):>6}  unexplained "
+                         f"{sum(d.table == t.name for d in self.unexplained):>6}")
+        for kind, diffs in (("unexplained", self.unexplained), ("explained", self.explained)):
+            for d in diffs[:show]:
+                lines.append(f"  {kind}: {d.table} window {d.window_start} {d.key}: {d.reason}")
+            if len(diffs) > show:
+                lines.append(f"  ... {len(diffs) - show} more {kind}")
+        lines.append("no unexplained difference" if not self.unexplained
+                     else f"{len(self.unexplained)} unexplained differences")
+        return "\n".join(lines)
+
+
+def aggregate_root(s: runner.Settings, aggregate_output: str | None) -> str:
+    root = aggregate_output or s.aggregate.output or str(s.stack.state_dir / "aggregate")
+    return normalize(root)
+
+
+def compare(spark: SparkSession, s: runner.Settings, start: datetime, end: datetime, *,
+            aggregate_output: str | None = None, topic: str | None = None) -> ParityReport:
+    the_plan = runner.plan_range(s, start, end, topic)
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    root = aggregate_root(s, aggregate_output)
+    fs = HadoopFs(spark, root)
+    for t in TABLES:
+        if not fs.exists(join(root, t.folder)):
+            msg = (f"no streaming output {join(root, t.folder)}; run `kappa aggregate` first "
+                   "or give --aggregate-output")
+            raise ParityError(msg)
+    stream = {t.name: spark.read.parquet(join(root, t.folder)).select(*t.columns)
+              for t in TABLES}
+    closed_row = stream["billing"].select("window_end").union(
+        stream["network"].select("window_end")).agg(F.max("window_end").alias("m")).first()
+    closed_until: datetime | None = closed_row["m"] if closed_row else None
+    if closed_until is None:
+        msg = f"the streaming output under {root} has no closed window yet"
+        raise ParityError(msg)
+    closed_until = closed_until.replace(tzinfo=UTC) if closed_until.tzinfo is None else (
+        closed_until.astimezone(UTC))
+    lo, hi = to_ms(the_plan.start), min(to_ms(the_plan.end), to_ms(closed_until))
+
+    def in_windows(df: DataFrame, start_col: str = "window_start",
+                   end_col: str = "window_end") -> DataFrame:
+        return df.where((F.unix_millis(F.col(start_col)) >= F.lit(lo))
+                        & (F.unix_millis(F.col(end_col)) <= F.lit(hi)))
+
+    ctx = s.context(progress=False)
+    rows = job.in_range(job.decode(spark, job.read_offsets(spark, s.kafka, the_plan), ctx,
+                                   the_plan.topic), the_plan).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        late = in_windows(_late(spark, fs, root, s, topic), "missed_window_start",
+                          "missed_window_end").persist(StorageLevel.MEMORY_AND_DISK)
+        late_ids = late.select("call_id").distinct()
+        kept = rows.join(late_ids, "call_id", "left_anti")
+        rates = transforms.RateCard.from_settings(s.aggregate)
+        window, low = s.aggregate.window, s.aggregate.low_signal_threshold
+        replayed = {"billing": transforms.billing(rows, rates, window),
+                    "network": transforms.network_health(rows, low, window)}
+        adjusted = {"billing": transforms.billing(kept, rates, window),
+                    "network": transforms.network_health(kept, low, window)}
+        windows = in_windows(
+            replayed["billing"].select("window_start", "window_end").union(
+                stream["billing"].select("window_start", "window_end"))).distinct().count()
+        report = ParityReport(the_plan.start, the_plan.end, closed_until, windows, late.count())
+        for t in TABLES:
+            late_by_key = {
+                (r["w"], r["k"]): int(r["n"])
+                for r in late.groupBy(F.unix_millis("missed_window_start").alias("w"),
+                                      F.col(t.late_key).alias("k"))
+                .agg(F.count(F.lit(1)).alias("n")).collect()
+            }
+            _compare_table(t, stream=in_windows(stream[t.name]),
+                           replayed=in_windows(replayed[t.name]),
+                           adjusted=in_windows(adjusted[t.name]), late_by_key=late_by_key,
+                           report=report)
+    finally:
+        rows.unpersist()
+    for t in TABLES:
+        metrics.PARITY_DIFFERENCES.labels(t.name, "explained").set(
+            sum(d.table == t.name for d in report.explained))
+        metrics.PARITY_DIFFERENCES.labels(t.name, "unexplained").set(
+            sum(d.table == t.name for d in report.unexplained))
+    log.info("parity from=%s to=%s windows=%s explained=%s unexplained=%s", iso(start),
+             iso(end), report.windows, len(report.explained), len(report.unexplained))
+    return report
+
+
+def _late(spark: SparkSession, fs: HadoopFs, root: str, s: runner.Settings,
+          topic: str | None) -> DataFrame:
+    """Late records the aggregation captured: its ``late/`` Parquet, else the late topic."""
+    cols = ["call_id", "caller_num", "tower_id", "missed_window_start", "missed_window_end"]
+    folder = join(root, LATE_DIR)
+    if fs.exists(folder) and fs.children(folder):
+        return spark.read.parquet(folder).select(*cols)
+    from replay.late import read_late_topic  # noqa: PLC0415 - the fallback only
+
+    return read_late_topic(spark, s, cols)
+
+
+def _differs(a: Column, b: Column, double: bool) -> Column:
+    if double:
+        both = a.isNotNull() & b.isNotNull()
+        return (a.isNull() != b.isNull()) | (both & (F.abs(a - b) > F.lit(TOLERANCE)))
+    return ~a.eqNullSafe(b)
+
+
+def _compare_table(t: Table, *, stream: DataFrame, replayed: DataFrame, adjusted: DataFrame,
+                   late_by_key: dict[tuple[int, str], int], report: ParityReport) -> None:
+    keys = ["window_start", t.key]
+    values = [c for c in t.columns if c not in (*keys, "window_end")]
+    doubles = {f.name for f in (transforms.BILLING_SCHEMA.fields if t.name == "billing"
+                                else transforms.NETWORK_SCHEMA.fields)
+               if isinstance(f.dataType, DoubleType)}
+    s = stream.groupBy(*keys).agg(
+        F.count(F.lit(1)).alias("s_copies"),
+        *[F.first(c).alias(f"s_{c}") for c in values])
+    r = replayed.select(*keys, *[F.col(c).alias(f"r_{c}") for c in values],
+                        F.lit(True).alias("r_present"))
+    a = adjusted.select(*keys, *[F.col(c).alias(f"a_{c}") for c in values],
+                        F.lit(True).alias("a_present"))
+    joined = s.join(r, keys, "full_outer").join(a, keys, "left_outer").persist()
+    try:
+        differs = F.lit(False)
+        for c in values:
+            differs = differs | _differs(F.col(f"s_{c}"), F.col(f"r_{c}"), c in doubles)
+        differs = differs | F.coalesce(F.col("s_copies") > 1, F.lit(False))
+        total = joined.count()
+        diff_rows = joined.where(differs).collect()
+    finally:
+        joined.unpersist()
+    report.rows[t.name] = total
+    report.matching[t.name] = total - len(diff_rows)
+    for row in diff_rows:
+        ws = row["window_start"]
+        ws = ws.replace(tzinfo=UTC) if ws.tzinfo is None else ws
+        n_late = late_by_key.get((to_ms(ws), row[t.key]), 0)
+        s_vals = None if row["s_copies"] is None else {c: row[f"s_{c}"] for c in values}
+        r_vals = None if row["r_present"] is None else {c: row[f"r_{c}"] for c in values}
+        a_vals = None if row["a_present"] is None else {c: row[f"a_{c}"] for c in values}
+        if row["s_copies"] is not None and row["s_copies"] > 1:
+            kind, reason = "unexplained", f"{row['s_copies']} rows in the stream output"
+        elif n_late and _same(s_vals, a_vals, doubles):
+            kind = "explained"
+            reason = f"{n_late} late record(s) missed this window in the stream"
+        elif s_vals is None:
+            kind, reason = "unexplained", "missing from the stream output"
+        elif r_vals is None:
+            kind, reason = "unexplained", "in the stream output, not in the replay"
+        else:
+            changed = [c for c in values if not _same({c: s_vals[c]}, {c: r_vals[c]}, doubles)]
+            kind, reason = "unexplained", "differs in " + ", ".join(changed)
+        diff = Difference(t.name, iso(ws), str(row[t.key]), kind, reason, n_late, s_vals, r_vals)
+        (report.explained if kind == "explained" else report.unexplained).append(diff)
+
+
+def _same(x: dict[str, Any] | None, y: dict[str, Any] | None, doubles: set[str]) -> bool:
+    if x is None or y is None:
+        return x is None and y is None
+    for c, v in x.items():
+        w = y.get(c)
+        if v is None or w is None:
+            if v is not w:
+                return False
+        elif c in doubles:
+            if abs(float(v) - float(w)) > TOLERANCE:
+                return False
+        elif v != w:
+            return False
+    return True
