@@ -26,8 +26,15 @@ JAVA_MIN = 17
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding.
+
+    Like Kafka's own ``Uuid.randomUuid()``, never one starting with a dash, which
+    command lines would read as an option.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class KafkaService:
@@ -119,10 +126,8 @@ class KafkaService:
             *self._jvm_args("256m", "kafka-format"),
             STORAGE_TOOL,
             "format",
-            "--cluster-id",
-            cluster_id,
-            "--config",
-            str(self.config_file),
+            f"--cluster-id={cluster_id}",
+            f"--config={self.config_file}",
             "--ignore-formatted",
         ]
         out = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)

@@ -37,7 +37,13 @@ class Layout:
 
     @classmethod
     def of(cls, settings: StackSettings) -> Layout:
-        return cls(settings.state_dir.resolve(), settings.deps_dir.resolve())
+        """A relative deps_dir is taken from the cwd, else from the checkout."""
+        deps = settings.deps_dir
+        if not deps.is_absolute() and not (deps / "jvm").is_dir():
+            candidate = repo_root() / deps
+            if (candidate / "jvm").is_dir():
+                deps = candidate
+        return cls(settings.state_dir.resolve(), deps.resolve())
 
     def jvm(self, component: str) -> Path:
         """Where the install step put ``component`` (kafka, registry, spark, hdfs)."""
