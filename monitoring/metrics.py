@@ -130,6 +130,47 @@ PARITY_DIFFERENCES = Gauge(
 )
 
 
+# -- aggregate (Spark Structured Streaming; fed by streams.aggregate.listener) --------------
+AGGREGATE_INPUT_ROWS_PER_SECOND = Gauge(
+    "kappa_aggregate_input_rows_per_second", "Rows per second arriving, last micro-batch"
+)
+AGGREGATE_PROCESSED_ROWS_PER_SECOND = Gauge(
+    "kappa_aggregate_processed_rows_per_second", "Rows per second processed, last micro-batch"
+)
+AGGREGATE_INPUT_ROWS = Counter(
+    "kappa_aggregate_input_rows_total", "Rows read from cdr.valid by the aggregation query"
+)
+AGGREGATE_BATCH_SECONDS = Histogram(
+    "kappa_aggregate_batch_duration_seconds", "Wall time of one micro-batch",
+    buckets=(0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120),
+)
+AGGREGATE_WATERMARK_SECONDS = Gauge(
+    "kappa_aggregate_watermark_timestamp_seconds", "Event-time watermark of the last micro-batch"
+)
+AGGREGATE_WATERMARK_DELAY_SECONDS = Gauge(
+    "kappa_aggregate_watermark_delay_seconds",
+    "Processing time of the last micro-batch minus its event-time watermark",
+)
+AGGREGATE_STATE_ROWS = Gauge(
+    "kappa_aggregate_state_rows", "Open window rows held in the state store, by operator",
+    ["operator"],
+)
+AGGREGATE_DROPPED_BY_WATERMARK = Counter(
+    "kappa_aggregate_rows_dropped_by_watermark_total",
+    "Rows Spark's first windowed aggregation dropped as late (compare with late records)",
+)
+AGGREGATE_LATE_RECORDS = Counter(
+    "kappa_aggregate_late_records_total",
+    "Late CDRs captured to late/ and cdr.late (their window was already closed)",
+)
+AGGREGATE_UNDECODABLE_RECORDS = Counter(
+    "kappa_aggregate_undecodable_records_total", "cdr.valid values that were not a record"
+)
+AGGREGATE_WINDOW_ROWS = Counter(
+    "kappa_aggregate_window_rows_total", "Closed window rows emitted, by table", ["table"]
+)
+
+
 def serve(port: int, host: str = "127.0.0.1") -> None:
     """Serve this process's metrics on ``host:port`` (port 0: don't)."""
     if port:
