@@ -1,0 +1,1 @@
+"""The validating stream job: every raw CDR judged once, routed to cdr.valid or cdr.dlq."""

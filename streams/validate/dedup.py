@@ -1,0 +1,201 @@
+"""``call_id`` uniqueness across micro-batches and restarts, within a horizon.
+
+State: per source partition of ``cdr.raw``, a dict ``call_id -> message timestamp``
+of the call_ids *accepted* into ``cdr.valid`` (a rejected record does not take
+its call_id). Keys are the call_id and every producer partitions by key, so a
+duplicate lands on the partition of its first copy: the state is
+partition-local and follows partition assignment.
+
+The horizon is counted in event time (message timestamps are event times): a
+partition's clock is the largest timestamp it has seen, and call_ids older
+than that clock minus the horizon are forgotten. Simulated clocks in the past
+therefore dedup exactly like live ones.
+
+Rebuild (at start-up and on every partition assignment, after
+``init_transactions`` has aborted whatever a crashed predecessor left open):
+``cdr.valid`` is read with ``isolation.level=read_committed`` from, per
+partition, ``offsets_for_times(last timestamp - horizon)`` to its end, keys and
+headers only (no Avro decoding); each record's ``kappa.src.partition`` header
+says which raw partition it belongs to. Because ``cdr.valid`` holds exactly the
+committed batches, the rebuilt state is the state after the last committed
+batch. Cost: one sequential read of a horizon's worth of ``cdr.valid``
+(24 h at 10 CDR/s is 864k records, a few seconds and ~100 MB of dict; at
+50k CDR/s a 24 h horizon would need billions of keys, so shorten the horizon
+or move the state to a compacted changelog topic / RocksDB at that scale).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
+
+from streams.validate import headers as hdr
+
+log = logging.getLogger(__name__)
+
+
+class PartitionState:
+    __slots__ = ("clock_ms", "ids")
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.clock_ms = 0
+
+    def add(self, call_id: str, ts_ms: int) -> None:
+        self.ids[call_id] = ts_ms
+        self.clock_ms = max(self.clock_ms, ts_ms)
+
+    def evict(self, horizon_ms: int) -> int:
+        """Forget call_ids older than the clock minus the horizon; insertion order is
+        close to time order, so this stops at the first young entry."""
+        cutoff = self.clock_ms - horizon_ms
+        ids = self.ids
+        stale = []
+        for call_id, ts in ids.items():
+            if ts >= cutoff:
+                break
+            stale.append(call_id)
+        for call_id in stale:
+            del ids[call_id]
+        return len(stale)
+
+
+class DedupState:
+    """Accepted call_ids per raw partition, within ``horizon_ms`` of event time."""
+
+    def __init__(self, horizon_ms: int) -> None:
+        self.horizon_ms = horizon_ms
+        self._parts: dict[int, PartitionState] = {}
+
+    def seen(self, partition: int, call_id: str, ts_ms: int | None = None) -> bool:
+        state = self._parts.get(partition)
+        if state is None:
+            return False
+        first = state.ids.get(call_id)
+        if first is None:
+            return False
+        # Two copies further apart than the horizon are not duplicates.
+        return ts_ms is None or abs(ts_ms - first) <= self.horizon_ms
+
+    def add(self, partition: int, call_id: str, ts_ms: int) -> None:
+        state = self._parts.get(partition)
+        if state is None:
+            state = self._parts[partition] = PartitionState()
+        state.add(call_id, ts_ms)
+
+    def add_many(self, accepted: Iterable[tuple[int, str, int]]) -> None:
+        for partition, call_id, ts in accepted:
+            self.add(partition, call_id, ts)
+
+    def evict(self) -> int:
+        return sum(p.evict(self.horizon_ms) for p in self._parts.values())
+
+    def drop(self, partitions: Iterable[int]) -> None:
+        for p in partitions:
+            self._parts.pop(p, None)
+
+    def partitions(self) -> list[int]:
+        return sorted(self._parts)
+
+    def __len__(self) -> int:
+        return sum(len(p.ids) for p in self._parts.values())
+
+
+def rebuild(
+    state: DedupState,
+    make_consumer: Any,
+    *,
+    valid_topic: str,
+    raw_topic: str,
+    raw_partitions: Iterable[int],
+    timeout_s: float = 120.0,
+) -> int:
+    """Refill ``state`` for ``raw_partitions`` from the tail of ``valid_topic``.
+
+    ``make_consumer()`` returns a fresh read_committed consumer (no group commits).
+    Returns the number of records read.
+    """
+    wanted = set(raw_partitions)
+    state.drop(wanted)
+    if not wanted:
+        return 0
+    started = time.monotonic()
+    consumer: Consumer = make_consumer()
+    read = 0
+    try:
+        meta = consumer.list_topics(valid_topic, timeout=30)
+        tmeta = meta.topics.get(valid_topic)
+        if tmeta is None or tmeta.error is not None:
+            return 0
+        ends: dict[int, int] = {}
+        starts: list[TopicPartition] = []
+        for p in tmeta.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(valid_topic, p), timeout=30)
+            if high <= low:
+                continue
+            ends[p] = high
+            last_ts = _last_timestamp(consumer, valid_topic, p, low, high)
+            starts.append(TopicPartition(valid_topic, p, max(0, last_ts - state.horizon_ms)))
+        if not starts:
+            return 0
+        offsets = consumer.offsets_for_times(starts, timeout=30)
+        assign = []
+        for tp in offsets:
+            if tp.offset in (OFFSET_END, -1) or tp.offset >= ends[tp.partition]:
+                ends.pop(tp.partition)
+                continue
+            assign.append(TopicPartition(valid_topic, tp.partition, tp.offset))
+        if not assign:
+            return 0
+        consumer.assign(assign)
+        deadline = started + timeout_s
+        while ends and time.monotonic() < deadline:
+            for msg in consumer.consume(10_000, 0.5):
+                if msg.error() is not None:
+                    continue
+                p = msg.partition()
+                src = hdr.source_of(msg.headers())
+                key = msg.key()
+                if src is not None and src[0] == raw_topic and src[1] in wanted and key:
+                    state.add(src[1], key.decode("utf-8", "replace"), msg.timestamp()[1])
+                read += 1
+                if p in ends and msg.offset() + 1 >= ends[p]:
+                    ends.pop(p)
+            # Aborted transactions leave control records, so a read_committed
+            # consumer may never see the last offset itself: check positions.
+            for tp in consumer.position([TopicPartition(valid_topic, p) for p in list(ends)]):
+                if tp.offset >= 0 and tp.offset >= ends.get(tp.partition, 0):
+                    ends.pop(tp.partition, None)
+        if ends:
+            msg = f"dedup rebuild from {valid_topic} did not finish in {timeout_s:.0f} s"
+            raise KafkaException(msg)
+    finally:
+        consumer.close()
+    state.evict()
+    log.info("dedup rebuilt partitions=%s read=%d keys=%d seconds=%.2f", sorted(wanted), read,
+             len(state), time.monotonic() - started)
+    return read
+
+
+def _last_timestamp(consumer: Consumer, topic: str, partition: int, low: int, high: int) -> int:
+    """The largest timestamp among the last records of a partition (0 if none is readable;
+    the very last offsets may be transaction markers)."""
+    for back in (100, 100_000):
+        start = max(low, high - back)
+        consumer.assign([TopicPartition(topic, partition, start)])
+        best: int | None = None
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            for m in consumer.consume(10_000, 0.2):
+                if m.error() is None:
+                    best = max(best or 0, int(m.timestamp()[1]))
+            if consumer.position([TopicPartition(topic, partition)])[0].offset >= high:
+                break
+        consumer.unassign()
+        if best is not None or start == low:
+            return best or 0
+    return 0

@@ -1,0 +1,328 @@
+"""``kappa validate``: the transactional consume-transform-produce loop around ``routing``.
+
+Per micro-batch (at most ``batch_size`` records or ``batch_seconds`` of waiting):
+decode + GX + dedup (pure), then one Kafka transaction holding the cdr.valid
+writes, the cdr.dlq writes and the consumer offsets
+(``send_offsets_to_transaction``). Exactly once: a crash before the commit
+leaves nothing visible to read_committed readers and the offsets where they
+were; the next instance with the same ``transactional.id`` aborts the open
+transaction in ``init_transactions``. On a Kafka error the transaction is
+aborted, the consumer rewound to the batch's first offsets and the batch judged
+again. The dedup state learns a batch's call_ids only after its commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+
+from kappa import clients
+from kappa.settings import KafkaSettings, RegistrySettings, TopicSettings, ValidatorSettings
+from monitoring import metrics
+from schemas.wire import WireDecoder
+from streams.validate.dedup import DedupState, rebuild
+from streams.validate.exceptions import TopicMissingError, ValidatorError, ValidatorFencedError
+from streams.validate.outputs import Message, Outputs
+from streams.validate.routing import RawRecord, Routed, validate
+from streams.validate.suite import CdrSuite, SuiteConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunStats:
+    batches: int = 0
+    records_in: int = 0
+    valid: int = 0
+    dead: int = 0
+    by_rule: Counter[str] = field(default_factory=Counter)
+    aborts: int = 0
+    gx_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    txn_seconds: float = 0.0
+    seconds: float = 0.0
+    startup_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "batches": self.batches, "records_in": self.records_in, "valid": self.valid,
+            "dead_lettered": self.dead, "by_rule": dict(sorted(self.by_rule.items())),
+            "aborts": self.aborts, "gx_seconds": round(self.gx_seconds, 3),
+            "decode_seconds": round(self.decode_seconds, 3),
+            "transaction_seconds": round(self.txn_seconds, 3), "seconds": round(self.seconds, 3),
+            "startup_seconds": round(self.startup_seconds, 3),
+        }
+
+
+def suite_config(settings: ValidatorSettings) -> SuiteConfig:
+    return SuiteConfig(
+        version=settings.suite_version,
+        future_tolerance_ms=int(settings.future_tolerance_s * 1000),
+        disabled=frozenset(settings.disabled_rules),
+    )
+
+
+def transactional_producer(kafka: KafkaSettings, settings: ValidatorSettings,
+                           transactional_id: str) -> Producer:
+    producer = clients.producer(kafka, **{
+        "transactional.id": transactional_id,
+        "transaction.timeout.ms": settings.transaction_timeout_ms,
+        "linger.ms": 5,
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 1_048_576,
+    })
+    producer.init_transactions(60)
+    return producer
+
+
+def produce_all(producer: Producer, topic: str, messages: Sequence[Message]) -> None:
+    send = producer.produce
+    for value, key, ts, headers in messages:
+        while True:
+            try:
+                send(topic, value, key, timestamp=ts, headers=headers)
+                break
+            except BufferError:
+                producer.poll(0.05)
+
+
+class _Job:
+    def __init__(self, kafka: KafkaSettings, registry: RegistrySettings, topics: TopicSettings,
+                 settings: ValidatorSettings) -> None:
+        self.kafka, self.topics, self.settings = kafka, topics, settings
+        client = clients.registry(registry)
+        self.outputs = Outputs.register(client, topics)
+        self.decoder = WireDecoder(client)
+        self.suite = CdrSuite(suite_config(settings))
+        self.dedup = DedupState(int(settings.dedup_horizon_s * 1000))
+        self.eof: dict[int, bool] = {}
+        self.stats = RunStats()
+
+    # -- partition assignment ------------------------------------------------------------
+
+    def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        parts = [tp.partition for tp in partitions]
+        log.info("assigned topic=%s partitions=%s", self.topics.raw, parts)
+        rebuild(self.dedup, self._side_consumer, valid_topic=self.topics.valid,
+                raw_topic=self.topics.raw, raw_partitions=parts)
+        metrics.VALIDATOR_DEDUP_KEYS.set(len(self.dedup))
+        for p in parts:
+            self.eof[p] = False
+
+    def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        parts = [tp.partition for tp in partitions]
+        log.info("revoked topic=%s partitions=%s", self.topics.raw, parts)
+        self.dedup.drop(parts)
+        for p in parts:
+            self.eof.pop(p, None)
+
+    def _side_consumer(self) -> Consumer:
+        return clients.consumer(self.kafka, f"{self.settings.group_id}-dedup-rebuild",
+                                **{"enable.partition.eof": False})
+
+    # -- one micro-batch -----------------------------------------------------------------
+
+    def process(self, producer: Producer, consumer: Consumer, batch: list[RawRecord]) -> bool:
+        started = time.perf_counter()
+        judged_at = time.time_ns() // 1_000_000
+        routed = validate(batch, decode=self.decoder.decode, suite=self.suite,
+                          seen=self.dedup.seen, judged_at_ms=judged_at)
+        t0 = time.perf_counter()
+        try:
+            self._transact(producer, consumer, batch, routed, judged_at)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if err is not None and err.fatal():
+                msg = (f"transaction failed fatally: {err.str()}; another instance may own "
+                       "this transactional.id")
+                raise ValidatorFencedError(msg) from exc
+            log.warning("transaction aborted error=%s records=%d; rewinding", exc, len(batch))
+            self._abort(producer)
+            self._rewind(consumer, batch)
+            self.stats.aborts += 1
+            metrics.VALIDATOR_ABORTS.inc()
+            return False
+        txn = time.perf_counter() - t0
+        self.dedup.add_many(routed.accepted)
+        self._account(batch, routed, txn, time.perf_counter() - started)
+        return True
+
+    def _transact(self, producer: Producer, consumer: Consumer, batch: list[RawRecord],
+                  routed: Routed, judged_at: int) -> None:
+        out = self.outputs
+        version = self.suite.version
+        producer.begin_transaction()
+        produce_all(producer, out.valid_topic, [out.valid(v) for v in routed.valid])
+        produce_all(producer, out.dlq_topic, [out.dead(d, version, judged_at) for d in routed.dead])
+        last: dict[tuple[str, int], int] = {}
+        for r in batch:
+            last[(r.topic, r.partition)] = r.offset
+        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+        producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 60)
+        producer.commit_transaction(120)
+
+    def _abort(self, producer: Producer) -> None:
+        try:
+            producer.abort_transaction(60)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and err.fatal():
+                msg = f"could not abort the transaction: {err.str()}"
+                raise ValidatorFencedError(msg) from exc
+            log.warning("abort failed error=%s", exc)
+
+    @staticmethod
+    def _rewind(consumer: Consumer, batch: list[RawRecord]) -> None:
+        first: dict[tuple[str, int], int] = {}
+        for r in batch:
+            first.setdefault((r.topic, r.partition), r.offset)
+        assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        for (t, p), o in first.items():
+            if (t, p) in assigned:
+                consumer.seek(TopicPartition(t, p, o))
+
+    def _account(self, batch: list[RawRecord], routed: Routed, txn: float, total: float) -> None:
+        s = self.stats
+        s.batches += 1
+        s.records_in += len(batch)
+        s.valid += len(routed.valid)
+        s.dead += len(routed.dead)
+        s.gx_seconds += routed.gx_seconds
+        s.decode_seconds += routed.decode_seconds
+        s.txn_seconds += txn
+        rules: Counter[str] = Counter()
+        for d in routed.dead:
+            rules.update(d.rules)
+        s.by_rule.update(rules)
+        metrics.VALIDATOR_RECORDS_IN.inc(len(batch))
+        metrics.VALIDATOR_VALID.inc(len(routed.valid))
+        for rule, n in rules.items():
+            metrics.VALIDATOR_DEAD_LETTERED.labels(rule=rule).inc(n)
+        metrics.VALIDATOR_BATCH_RECORDS.observe(len(batch))
+        metrics.VALIDATOR_BATCH_SECONDS.observe(total)
+        metrics.VALIDATOR_GX_SECONDS.observe(routed.gx_seconds)
+        metrics.VALIDATOR_TRANSACTION_SECONDS.observe(txn)
+        log.debug("batch records=%d valid=%d dead=%d gx=%.3f txn=%.3f", len(batch),
+                  len(routed.valid), len(routed.dead), routed.gx_seconds, txn)
+
+
+def _check_topics(admin_consumer: Consumer, topics: list[str]) -> None:
+    meta = admin_consumer.list_topics(timeout=30)
+    missing = [t for t in topics if t not in meta.topics or meta.topics[t].error is not None]
+    if missing:
+        msg = f"topic(s) {', '.join(missing)} do not exist; create them (kappa stack up does)"
+        raise TopicMissingError(msg)
+
+
+def run(
+    kafka: KafkaSettings,
+    registry: RegistrySettings,
+    topics: TopicSettings,
+    settings: ValidatorSettings,
+    *,
+    stop: threading.Event | None = None,
+    max_idle_s: float | None = None,
+    until_caught_up: bool = False,
+    on_batch: Callable[[RunStats], None] | None = None,
+) -> RunStats:
+    """Validate ``topics.raw`` until ``stop`` is set (or idle/caught up, if asked)."""
+    stop = stop or threading.Event()
+    started = time.monotonic()
+    job = _Job(kafka, registry, topics, settings)
+    consumer = clients.consumer(kafka, settings.group_id, **{
+        "group.instance.id": settings.transactional_id,
+        "session.timeout.ms": settings.session_timeout_ms,
+        "enable.partition.eof": True,
+        "max.poll.interval.ms": 600_000,
+    })
+    producer: Producer | None = None
+    try:
+        _check_topics(consumer, [topics.raw, topics.valid, topics.dlq])
+        producer = transactional_producer(kafka, settings, settings.transactional_id)
+        consumer.subscribe([topics.raw], on_assign=job.on_assign, on_revoke=job.on_revoke,
+                           on_lost=job.on_revoke)
+        job.stats.startup_seconds = time.monotonic() - started
+        log.info("validator started raw=%s valid=%s dlq=%s suite=%s transactional_id=%s",
+                 topics.raw, topics.valid, topics.dlq, settings.suite_version,
+                 settings.transactional_id)
+        _loop(job, producer, consumer, stop, max_idle_s=max_idle_s,
+              until_caught_up=until_caught_up, on_batch=on_batch)
+    finally:
+        job.stats.seconds = time.monotonic() - started
+        consumer.close()
+        if producer is not None:
+            producer.flush(10)
+    log.info("validator stopped %s", " ".join(f"{k}={v}" for k, v in job.stats.as_dict().items()))
+    return job.stats
+
+
+def _loop(job: _Job, producer: Producer, consumer: Consumer, stop: threading.Event, *,
+          max_idle_s: float | None, until_caught_up: bool,
+          on_batch: Callable[[RunStats], None] | None) -> None:
+    s = job.settings
+    last_data = time.monotonic()
+    next_lag = last_data + 5.0
+    next_evict = last_data + 30.0
+    while not stop.is_set():
+        msgs = consumer.consume(s.batch_size, s.batch_seconds)
+        batch: list[RawRecord] = []
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    job.eof[m.partition()] = True
+                    continue
+                if err.fatal():
+                    msg = f"consumer error: {err.str()}"
+                    raise ValidatorError(msg)
+                log.warning("consumer error=%s", err.str())
+                continue
+            ts_type, ts = m.timestamp()
+            job.eof[m.partition()] = False
+            batch.append(RawRecord(m.topic(), m.partition(), m.offset(),  # type: ignore[arg-type]
+                                   None if ts_type == TIMESTAMP_NOT_AVAILABLE else ts,
+                                   m.key(), m.value()))
+        now = time.monotonic()
+        if batch:
+            last_data = now
+            if job.process(producer, consumer, batch) and on_batch is not None:
+                on_batch(job.stats)
+        else:
+            if until_caught_up and job.eof and all(job.eof.values()):
+                log.info("caught up: every assigned partition is at its end")
+                return
+            if max_idle_s is not None and now - last_data >= max_idle_s:
+                log.info("idle for %.0f s; stopping", now - last_data)
+                return
+        if now >= next_lag:
+            _record_lag(consumer)
+            next_lag = now + 5.0
+        if now >= next_evict:
+            job.dedup.evict()
+            metrics.VALIDATOR_DEDUP_KEYS.set(len(job.dedup))
+            next_evict = now + 30.0
+
+
+def _record_lag(consumer: Consumer) -> None:
+    try:
+        assigned = consumer.assignment()
+        for tp, pos in zip(assigned, consumer.position(assigned), strict=True):
+            _, high = consumer.get_watermark_offsets(tp, timeout=2, cached=False)
+            lag = high - pos.offset if pos.offset >= 0 else 0
+            metrics.VALIDATOR_CONSUMER_LAG.labels(partition=str(tp.partition)).set(max(0, lag))
+    except KafkaException as exc:
+        log.debug("lag not measured error=%s", exc)

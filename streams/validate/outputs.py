@@ -1,0 +1,68 @@
+"""How routed records become Kafka messages on cdr.valid and cdr.dlq.
+
+Valid records are re-encoded as strict ``Cdr`` with the id registered for
+``<valid topic>-value``; dead letters as ``DeadLetter`` under ``<dlq>-value``.
+Both keep the raw key and the raw message timestamp (the event time) and carry
+the raw coordinates in a ``kappa.src`` header.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka.schema_registry import SchemaRegistryClient
+
+from kappa.settings import TopicSettings
+from schemas import SchemaName, WireEncoder, parsed_schema
+from schemas.contract import register, schema_text, subject
+from streams.validate import headers as hdr
+from streams.validate.routing import Dead, Valid
+
+Message = tuple[bytes, bytes | None, int, list[tuple[str, bytes]]]
+"""value, key, timestamp (ms; 0: now), headers"""
+
+
+@dataclass
+class Outputs:
+    valid_topic: str
+    dlq_topic: str
+    valid_encoder: WireEncoder
+    dlq_encoder: WireEncoder
+
+    @classmethod
+    def register(cls, client: SchemaRegistryClient, topics: TopicSettings) -> Outputs:
+        valid_id = register(client, subject(topics.valid), schema_text(SchemaName.CDR))
+        dlq_id = register(client, subject(topics.dlq), schema_text(SchemaName.DEAD_LETTER))
+        return cls(
+            topics.valid, topics.dlq,
+            WireEncoder(parsed_schema(SchemaName.CDR), valid_id),
+            WireEncoder(parsed_schema(SchemaName.DEAD_LETTER), dlq_id),
+        )
+
+    def valid(self, v: Valid, extra: list[tuple[str, bytes]] | None = None) -> Message:
+        src = v.source
+        headers = [(hdr.SOURCE, hdr.coords(src.topic, src.partition, src.offset))]
+        if extra:
+            headers += extra
+        return self.valid_encoder.encode(v.cdr), src.key, src.timestamp_ms or 0, headers
+
+    def dead(self, d: Dead, suite_version: str, judged_at_ms: int) -> Message:
+        src = d.source
+        record: dict[str, Any] = {
+            "original_key": src.key,
+            "original_value": src.value,
+            "call_id": d.call_id,
+            "failures": [{"rule": f.rule, "column": f.column, "observed": f.observed}
+                         for f in d.failures],
+            "suite_version": suite_version,
+            "schema_id": d.schema_id,
+            "source_topic": src.topic,
+            "source_partition": src.partition,
+            "source_offset": src.offset,
+            "source_timestamp": src.timestamp_ms,
+            "judged_at": judged_at_ms,
+        }
+        headers = [(hdr.SOURCE, hdr.coords(src.topic, src.partition, src.offset)),
+                   (hdr.SUITE, suite_version.encode())]
+        return self.dlq_encoder.encode(record), src.key, src.timestamp_ms or 0, headers
