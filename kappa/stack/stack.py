@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -85,27 +87,43 @@ class LocalStack:
     ) -> list[ServiceStatus]:
         """Start what is not running yet, wait until all answer, create the topics."""
         began = time.monotonic()
-        self.layout.ensure()
-        self._start_group([self.kafka, self.registry])
-        if create_topics:
-            ensure_topics(
-                self.kafka_settings(),
-                self.topics.all(),
-                partitions=self.topics.partitions,
-                retention_ms=self.topics.retention_ms,
-            )
-        if with_hdfs:
-            self.up_hdfs()
-        if with_monitoring:
-            self._start_group([self.prometheus])
+        with self._locked():
+            if with_monitoring:
+                self.prometheus.check()  # before starting anything else
+            first: list[Service] = [self.kafka, self.registry]
+            if with_hdfs:
+                first.append(self.namenode)  # independent of Kafka: start side by side
+            self._start_group(first)
+            if create_topics:
+                ensure_topics(
+                    self.kafka_settings(),
+                    self.topics.all(),
+                    partitions=self.topics.partitions,
+                    retention_ms=self.topics.retention_ms,
+                )
+            if with_hdfs:
+                self._start_group([self.datanode])
+            if with_monitoring:
+                self._start_group([self.prometheus])
         log.info("stack up in %.1f s state_dir=%s", time.monotonic() - began, self.layout.state_dir)
         return self.status()
 
     def up_hdfs(self) -> None:
         """Start the NameNode, then the DataNode; wait until HDFS takes writes."""
+        with self._locked():
+            self._start_group([self.namenode])
+            self._start_group([self.datanode])
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One ``up`` or ``down`` at a time per state folder."""
         self.layout.ensure()
-        self._start_group([self.namenode])
-        self._start_group([self.datanode])
+        with (self.layout.state_dir / ".lock").open("w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _start_group(self, services: Sequence[Service]) -> None:
         """Start ``services`` side by side; on failure stop those this call started."""
@@ -151,19 +169,21 @@ class LocalStack:
             self.kafka,
         ]
         errors: list[str] = []
-        for service in order:
-            try:
-                if self.supervisor.stop(service.name) is not None:
-                    stopped.append(service.name)
-            except StackError as exc:
-                errors.append(str(exc))
+        with self._locked():
+            for service in order:
+                try:
+                    if self.supervisor.stop(service.name) is not None:
+                        stopped.append(service.name)
+                except StackError as exc:
+                    errors.append(str(exc))
         if errors:
             raise StackError("; ".join(errors))
         return stopped
 
     def down_hdfs(self) -> None:
-        self.supervisor.stop(self.datanode.name)
-        self.supervisor.stop(self.namenode.name)
+        with self._locked():
+            self.supervisor.stop(self.datanode.name)
+            self.supervisor.stop(self.namenode.name)
 
     # -- status --------------------------------------------------------------
     def status(self, *, everything: bool = False) -> list[ServiceStatus]:
