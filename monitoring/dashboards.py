@@ -82,7 +82,8 @@ IN = f"sum(rate(kappa_validator_records_in_total[{RATE}]))"
 VALID = f"sum(rate(kappa_validator_records_valid_total[{RATE}]))"
 DEAD_LETTERED = f"{IN} - {VALID}"  # every record judged ends in cdr.valid or cdr.dlq
 BY_RULE = f"sum by (rule) (rate(kappa_validator_records_dead_lettered_total[{RATE}]))"
-WATERMARK = "max by (query) (kappa_aggregation_watermark_delay_seconds)"
+WATERMARK = "max(kappa_aggregate_watermark_delay_seconds)"
+NEWEST_REPLAYED = "max(kappa_replay_dag_newest_interval_end_timestamp_seconds)"
 
 PIPELINE = Dashboard(
     uid="kappa-pipeline",
@@ -104,7 +105,11 @@ PIPELINE = Dashboard(
                 q(IN, "judged"),
                 q(VALID, "valid (cdr.valid)"),
                 q(DEAD_LETTERED, "dead-lettered (cdr.dlq)"),
-                q("sum(kappa_aggregation_processed_rows_per_second)", "aggregated"),
+                q(f"sum(rate(kappa_aggregate_input_rows_total[{RATE}]))", "aggregated"),
+                q(
+                    f"sum by (table) (rate(kappa_aggregate_window_rows_total[{RATE}]))",
+                    "{{table}} window rows",
+                ),
                 unit="rps",
                 width=24,
             ),
@@ -115,24 +120,28 @@ PIPELINE = Dashboard(
                 "Validator consumer lag by partition",
                 q("sum by (partition) (kappa_validator_consumer_lag_records)", "{{partition}}"),
                 stack=True,
+                description="Alert KappaConsumerLagGrowing when it keeps rising",
             ),
             ts(
-                "Aggregation: offsets behind the newest",
-                q("max by (query) (kappa_aggregation_offsets_behind_latest)", "{{query}}"),
+                "Aggregation: rows arriving vs processed",
+                q("max(kappa_aggregate_input_rows_per_second)", "arriving"),
+                q("max(kappa_aggregate_processed_rows_per_second)", "processed"),
+                unit="rps",
+                description="Processed below arriving, batch after batch: the query falls behind",
             ),
             ts(
                 "End-to-end delay",
                 q("max by (table) (kappa_business_window_emit_delay_seconds)", "{{table}} window"),
-                q(WATERMARK, "watermark ({{query}})"),
+                q(WATERMARK, "watermark behind processing time"),
                 q(p95("kappa_producer_delivery_latency_seconds"), "producer delivery p95"),
                 unit="s",
-                description="Event-time end of a window to its emission; the watermark's delay "
-                "behind the newest event; the producer's delivery latency",
+                description="Event-time end of a window to its emission; processing time minus "
+                "the watermark; the producer's delivery latency",
             ),
             ts(
-                "Micro-batch duration",
-                q(p95("kappa_validator_batch_seconds"), "validator p95"),
-                q("max by (query) (kappa_aggregation_batch_duration_seconds)", "{{query}}"),
+                "Micro-batch duration (p95)",
+                q(p95("kappa_validator_batch_seconds"), "validator"),
+                q(p95("kappa_aggregate_batch_duration_seconds"), "aggregation"),
                 unit="s",
             ),
         ),
@@ -145,6 +154,18 @@ PIPELINE = Dashboard(
                 stack=True,
                 width=24,
             ),
+        ),
+        row(
+            "Six-hourly replay (Airflow DAG)",
+            stat(
+                "Newest interval replayed ended",
+                f"time() - {NEWEST_REPLAYED}",
+                unit="s",
+                description="Alert KappaReplayIntervalOverdue above 8 h (next interval + 2 h)",
+            ),
+            stat("Last run: records", "max(kappa_replay_dag_records)"),
+            stat("Last run: revenue", "max(kappa_replay_dag_revenue)"),
+            stat("Tasks failed after retries", "sum(kappa_replay_dag_task_failures_total)"),
         ),
     ),
 )
@@ -203,14 +224,20 @@ QUALITY = Dashboard(
         row(
             "Late data",
             ts(
-                "Late records captured per second",
-                q(f"sum(rate(kappa_aggregation_late_records_total[{RATE}]))", "late"),
+                "Late and unreadable records per second (aggregation)",
+                q(f"sum(rate(kappa_aggregate_late_records_total[{RATE}]))", "captured late"),
+                q(
+                    f"sum(rate(kappa_aggregate_rows_dropped_by_watermark_total[{RATE}]))",
+                    "dropped by Spark's watermark",
+                ),
+                q(f"sum(rate(kappa_aggregate_undecodable_records_total[{RATE}]))", "undecodable"),
                 unit="rps",
-                description="Records whose window the watermark had closed; kept, never dropped",
+                description="Late records are captured to late/ and cdr.late, never dropped "
+                "silently; Spark's own drop count is there to compare",
             ),
             ts(
-                "Watermark delay behind the newest event",
-                q(WATERMARK, "{{query}}"),
+                "Watermark delay",
+                q(WATERMARK, "processing time minus watermark"),
                 unit="s",
                 description="Alert KappaWatermarkDelayHigh above 20 minutes",
             ),
@@ -252,8 +279,8 @@ NETWORK = Dashboard(
                 q("kappa_business_window_active_callers", "active callers"),
             ),
             ts(
-                "Aggregation state rows",
-                q("sum by (query) (kappa_aggregation_state_rows)", "{{query}}"),
+                "Aggregation state rows (open windows)",
+                q("sum by (operator) (kappa_aggregate_state_rows)", "{{operator}}"),
             ),
         ),
     ),
