@@ -20,6 +20,10 @@ import pytest
 
 from kappa.stack.testing import HdfsHandle, StackHandle, TopicFactory, running_hdfs, running_stack
 
+pytest_plugins = ["tests.fixtures.validate"]
+
+pytest_plugins = ["tests.fixtures.spark"]
+
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:

@@ -14,7 +14,7 @@ from typing import Any
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from kappa.settings import TopicSettings
-from schemas import SchemaName, WireEncoder, parsed_schema
+from schemas import SchemaName, WireEncoder, load_schema
 from schemas.contract import register, schema_text, subject
 from streams.validate import headers as hdr
 from streams.validate.routing import Dead, Valid
@@ -36,8 +36,8 @@ class Outputs:
         dlq_id = register(client, subject(topics.dlq), schema_text(SchemaName.DEAD_LETTER))
         return cls(
             topics.valid, topics.dlq,
-            WireEncoder(parsed_schema(SchemaName.CDR), valid_id),
-            WireEncoder(parsed_schema(SchemaName.DEAD_LETTER), dlq_id),
+            WireEncoder(load_schema(SchemaName.CDR), valid_id),
+            WireEncoder(load_schema(SchemaName.DEAD_LETTER), dlq_id),
         )
 
     def valid(self, v: Valid, extra: list[tuple[str, bytes]] | None = None) -> Message:
