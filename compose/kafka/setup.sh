@@ -99,6 +99,7 @@ topic_ops validator "$DLQ" Write Read Describe
 group_prefix validator "$VALIDATOR_GROUP"
 group_prefix validator kappa-dlq
 group_prefix validator kappa-ledger
+group_prefix validator kappa-quality
 acl validator --resource-pattern-type prefixed --transactional-id "$VALIDATOR_TXN_PREFIX" \
   --operation Write --operation Describe
 acl validator --resource-pattern-type prefixed --transactional-id kappa-redrive \
