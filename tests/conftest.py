@@ -20,9 +20,7 @@ import pytest
 
 from kappa.stack.testing import HdfsHandle, StackHandle, TopicFactory, running_hdfs, running_stack
 
-pytest_plugins = ["tests.fixtures.validate"]
-
-pytest_plugins = ["tests.fixtures.spark"]
+pytest_plugins = ["tests.fixtures.spark", "tests.fixtures.validate"]
 
 
 @pytest.fixture(scope="session")
