@@ -90,13 +90,3 @@ def minutes(m: float) -> timedelta:
 def unique() -> str:
     return uuid.uuid4().hex[:8]
 
-
-if not (Path(__file__).resolve().parents[1] / "fixtures" / "spark.py").exists():
-    # Until the shared session fixture (tests/fixtures/spark.py) is there.
-    @pytest.fixture(scope="session")
-    def spark(stack: StackHandle) -> Any:
-        from streams.spark import session
-
-        s = session(AggregateSettings(), stack.stack_settings, app_name="kappa-tests")
-        yield s
-        s.stop()
