@@ -90,12 +90,21 @@ def _compose_command() -> list[str] | None:
     return None
 
 
-def test_docker_compose_config_passes() -> None:
+OVERRIDES = sorted(COMPOSE_DIR.glob("docker-compose.*.yml"))
+
+
+@pytest.mark.parametrize(
+    "files",
+    [[COMPOSE_FILE], *([COMPOSE_FILE, o] for o in OVERRIDES)],
+    ids=lambda files: "+".join(f.name for f in files),
+)
+def test_docker_compose_config_passes(files: list[Path]) -> None:
     cmd = _compose_command()
     if cmd is None:
         pytest.skip("neither docker-compose nor the docker compose plugin is installed")
+    flags = [arg for f in files for arg in ("-f", str(f))]
     proc = subprocess.run(
-        [*cmd, "--env-file", str(ENV_EXAMPLE), "-f", str(COMPOSE_FILE), "config", "--quiet"],
+        [*cmd, "--env-file", str(ENV_EXAMPLE), *flags, "config", "--quiet"],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -140,9 +149,14 @@ def _bind_sources(service: dict[str, Any]) -> Iterator[tuple[str, Path]]:
 
 
 def test_every_mounted_path_exists(services: dict[str, dict[str, Any]]) -> None:
+    overridden = {
+        f"{o.name}/{name}": svc
+        for o in OVERRIDES
+        for name, svc in (yaml.safe_load(o.read_text()).get("services") or {}).items()
+    }
     missing = [
         f"{name}: {source}"
-        for name, svc in services.items()
+        for name, svc in {**services, **overridden}.items()
         for source, path in _bind_sources(svc)
         if not path.resolve().exists()
     ]
