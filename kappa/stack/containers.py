@@ -247,8 +247,9 @@ def _start_registry(stack: ContainerStack, timeout_s: float) -> RegistrySettings
     stack.containers.append(registry)
     registry.start()
     base = f"http://{registry.get_container_host_ip()}:{registry.get_exposed_port(_REGISTRY_PORT)}"
-    _await("the Schema Registry", lambda: _http_ok(f"{base}/health/ready"), timeout_s, registry)
-    return RegistrySettings(url=f"{base}/apis/ccompat/v7")
+    url = f"{base}/apis/ccompat/v7"
+    _await("the Schema Registry", lambda: _http_ok(f"{url}/subjects"), timeout_s, registry)
+    return RegistrySettings(url=url)
 
 
 def _cluster_id() -> str:
