@@ -165,7 +165,10 @@ PIPELINE = Dashboard(
             ),
             stat("Last run: records", "max(kappa_replay_dag_records)"),
             stat("Last run: revenue", "max(kappa_replay_dag_revenue)"),
-            stat("Tasks failed after retries", "sum(kappa_replay_dag_task_failures_total)"),
+            stat(
+                "Tasks failed after retries",
+                "sum(kappa_replay_dag_task_failures_total) or vector(0)",
+            ),
         ),
     ),
 )

@@ -1,11 +1,12 @@
 """A real Prometheus scraping a running pipeline: every target is up, and every PromQL
 expression of every dashboard panel returns at least one series.
 
-The producer, the validator and the aggregation run as ``kappa`` subprocesses against the
-session stack, on fresh topics and free metric ports; Prometheus scrapes them every second
-with a config rendered from the same template as the committed ones. The producer runs a
-simulated clock (two event-time minutes per wall second), so 5-minute windows close within
-seconds, and injects faulty and late records, so dead-letter and late-data panels have data.
+The producer, the validator, the aggregation and the replay DAG's run-metrics exporter run
+as ``kappa`` subprocesses against the session stack, on fresh topics and free metric
+ports; Prometheus scrapes them every second with a config rendered from the same template
+as the committed ones. The producer runs a simulated clock (two event-time minutes per wall
+second), so 5-minute windows close within seconds, and injects faulty and late records, so
+dead-letter and late-data panels have data.
 """
 
 from __future__ import annotations
@@ -27,14 +28,28 @@ import pytest
 from kappa.stack.net import free_ports
 from kappa.stack.testing import StackHandle, TopicFactory
 from monitoring import prometheus_config as pc
+from orchestration import runmetrics
 from tests.fixtures.monitoring import Prometheus, prometheus_fixture  # noqa: F401 -- fixture
-from tests.monitoring.promql import dashboard_queries, instantiate
+from tests.monitoring.promql import dashboard_queries, instantiate, metric_names
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
 KAPPA = str(Path(sys.executable).with_name("kappa"))
 SETTLE_TIMEOUT_S = 180.0
 COMMANDS = {"validate": "kappa.cli.validate", "aggregate": "kappa.cli.aggregate"}
+#: Which scrape job owns the metrics of a prefix. Every process imports monitoring.metrics,
+#: so an unlabelled counter shows up (as 0) everywhere: a series alone proves little.
+OWNERS = {
+    "kappa_producer_": pc.PRODUCER,
+    "kappa_validator_": pc.VALIDATOR,
+    "kappa_aggregation_": pc.AGGREGATOR,
+    "kappa_business_": pc.AGGREGATOR,
+    "kappa_replay_dag_": pc.AIRFLOW,
+}
+
+
+def owner(name: str) -> str | None:
+    return next((job for prefix, job in OWNERS.items() if name.startswith(prefix)), None)
 
 
 @dataclass
@@ -118,11 +133,10 @@ def test_dashboards_show_a_running_pipeline(
     missing = [f"kappa {c}" for c, mod in COMMANDS.items() if importlib.util.find_spec(mod) is None]
     if missing:
         pytest.fail(f"not in this checkout yet: {', '.join(missing)}")
-    ports = dict(zip((pc.PRODUCER, pc.VALIDATOR, pc.AGGREGATOR), free_ports(3), strict=True))
+    jobs_scraped = (pc.PRODUCER, pc.VALIDATOR, pc.AGGREGATOR, pc.AIRFLOW)
+    ports = dict(zip(jobs_scraped, free_ports(len(jobs_scraped)), strict=True))
     config = pc.write_local_config(
-        tmp_path / "prometheus.yml",
-        {**ports, pc.REPLAY: 0, pc.AIRFLOW: 0},
-        scrape_interval="1s",
+        tmp_path / "prometheus.yml", {**ports, pc.REPLAY: 0}, scrape_interval="1s"
     )
     prom = prometheus(config)
     env = pipeline_env(stack, topic, ports, tmp_path)
@@ -137,10 +151,28 @@ def test_dashboards_show_a_running_pipeline(
     start(jobs, "aggregate", ["aggregate"], env, logs)  # the slowest to start
     start(jobs, "validate", ["validate"], env, logs)
     start(jobs, "produce", producer, env, logs)
+    # The replay DAG's metrics task writes this file after a run; its exporter serves it.
+    runs = tmp_path / "run-metrics"
+    runmetrics.record_success(
+        runs,
+        runmetrics.RunFigures(
+            start=start_at,
+            end=start_at + timedelta(hours=6),
+            records=1000,
+            customers=90,
+            towers=50,
+            revenue=1234.5,
+            replay_seconds=42.0,
+        ),
+    )
+    runmetrics.record_failure(runs, "verify")
+    exporter = ["airflow", "metrics-exporter", "--port", str(ports[pc.AIRFLOW]), "--dir", str(runs)]
+    start(jobs, "airflow-metrics", exporter, env, logs)
 
     queries = list(dashboard_queries())
     pending = {expr for _, _, expr in queries}
     down: list[str] = ["(not scraped yet)"]
+    unowned = {n for _, _, e in queries for n in metric_names(e) if owner(n)}
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
     while time.monotonic() < deadline:
         for job in jobs:
@@ -155,16 +187,22 @@ def test_dashboards_show_a_running_pipeline(
         if len(targets) != len(ports):
             down.append(f"{len(targets)} targets, expected {len(ports)}")
         pending = {expr for expr in pending if not prom.query(instantiate(expr))}
-        if not pending and not down:
+        unowned = {
+            name
+            for name in unowned
+            if not prom.query(f'count by (job) ({{__name__="{name}", job="{owner(name)}"}})')
+        }
+        if not pending and not down and not unowned:
             break
         time.sleep(2)
 
-    if pending or down:
+    if pending or down or unowned:
         empty = sorted({f"  {f} / {t}: {e}" for f, t, e in queries if e in pending})
         logs_text = "\n".join(f"--- {j.name}\n{j.tail(1500)}" for j in jobs)
         pytest.fail(
-            "after {:.0f} s:\ntargets not up: {}\nexpressions without series:\n{}\n{}".format(
-                SETTLE_TIMEOUT_S, down or "none", "\n".join(empty) or "none", logs_text
-            )
+            f"after {SETTLE_TIMEOUT_S:.0f} s:\ntargets not up: {down or 'none'}\n"
+            f"expressions without series:\n{chr(10).join(empty) or 'none'}\n"
+            f"metrics not exported by their own process: {sorted(unowned) or 'none'}\n"
+            f"{logs_text}"
         )
     assert {t["labels"]["job"] for t in prom.targets()} == set(ports)
