@@ -186,4 +186,8 @@ class DataNodeService(_HdfsBase):
         state = self._namesystem()
         if state is None:
             return False
-        return int(state.get("NumLiveDataNodes", 0)) >= 1 and state.get("FSState") == "Operational"
+        return (
+            int(state.get("NumLiveDataNodes", 0)) >= 1
+            and int(state.get("CapacityRemaining", 0)) > 0
+            and state.get("FSState") == "Operational"
+        )
