@@ -77,7 +77,8 @@ def render(
             for job, hosts in targets.items()
         ],
     }
-    return HEADER.format(kind=kind) + yaml.safe_dump(config, sort_keys=False)
+    body: str = yaml.safe_dump(config, sort_keys=False)
+    return HEADER.format(kind=kind) + body
 
 
 def local_targets(

@@ -20,7 +20,7 @@ import pytest
 
 from kappa.stack.testing import HdfsHandle, StackHandle, TopicFactory, running_hdfs, running_stack
 
-pytest_plugins = ["tests.fixtures.spark", "tests.fixtures.validate"]
+pytest_plugins = ["tests.fixtures.spark", "tests.fixtures.validate", "tests.fixtures.monitoring"]
 
 
 @pytest.fixture(scope="session")

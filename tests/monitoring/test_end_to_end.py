@@ -29,7 +29,7 @@ from kappa.stack.net import free_ports
 from kappa.stack.testing import StackHandle, TopicFactory
 from monitoring import prometheus_config as pc
 from orchestration import runmetrics
-from tests.fixtures.monitoring import Prometheus, prometheus_fixture  # noqa: F401 -- fixture
+from tests.fixtures.monitoring import Prometheus
 from tests.monitoring.promql import dashboard_queries, instantiate, metric_names
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
