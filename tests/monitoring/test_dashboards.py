@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from monitoring import dashboards
 from tests.monitoring.promql import dashboard_queries, exported_names, metric_names
@@ -110,3 +111,26 @@ def test_an_unknown_metric_is_caught(tmp_path: Path, exported: set[str]) -> None
     dashboards.write(tmp_path, [board])
     names = {n for _, _, e in dashboard_queries(tmp_path) for n in metric_names(e)}
     assert names - exported == {"kappa_validator_record_in_total"}
+
+
+PROVISIONING = dashboards.DASHBOARD_DIR.parent / "provisioning"
+COMPOSE = Path(__file__).resolve().parents[2] / "compose" / "docker-compose.yml"
+
+
+def test_grafana_provisioning_points_at_prometheus_and_the_dashboards() -> None:
+    (source,) = yaml.safe_load((PROVISIONING / "datasources" / "kappa.yml").read_text("utf-8"))[
+        "datasources"
+    ]
+    assert source["type"] == "prometheus"
+    assert source["url"] == "${PROMETHEUS_URL}"
+    (provider,) = yaml.safe_load((PROVISIONING / "dashboards" / "kappa.yml").read_text("utf-8"))[
+        "providers"
+    ]
+    assert provider["type"] == "file"
+    if not COMPOSE.exists():
+        return
+    grafana = yaml.safe_load(COMPOSE.read_text("utf-8"))["services"]["grafana"]
+    mounts = {v.split(":")[0]: v.split(":")[1] for v in grafana["volumes"]}
+    assert mounts["../monitoring/grafana/dashboards"] == provider["options"]["path"]
+    assert mounts["../monitoring/grafana/provisioning"] == "/etc/grafana/provisioning"
+    assert "PROMETHEUS_URL" in grafana["environment"]
