@@ -122,7 +122,7 @@ def test_grafana_provisioning_points_at_prometheus_and_the_dashboards() -> None:
         "datasources"
     ]
     assert source["type"] == "prometheus"
-    assert source["url"] == "${PROMETHEUS_URL}"
+    assert source["url"] == "http://prometheus:9090"  # the compose service
     (provider,) = yaml.safe_load((PROVISIONING / "dashboards" / "kappa.yml").read_text("utf-8"))[
         "providers"
     ]
@@ -133,4 +133,4 @@ def test_grafana_provisioning_points_at_prometheus_and_the_dashboards() -> None:
     mounts = {v.split(":")[0]: v.split(":")[1] for v in grafana["volumes"]}
     assert mounts["../monitoring/grafana/dashboards"] == provider["options"]["path"]
     assert mounts["../monitoring/grafana/provisioning"] == "/etc/grafana/provisioning"
-    assert "PROMETHEUS_URL" in grafana["environment"]
+    assert "prometheus" in yaml.safe_load(COMPOSE.read_text("utf-8"))["services"]
