@@ -114,25 +114,22 @@ def test_docker_compose_config_passes(files: list[Path]) -> None:
     assert proc.returncode == 0, f"docker-compose config failed:\n{proc.stdout}\n{proc.stderr}"
 
 
-def test_config_needs_the_secrets() -> None:
-    """Without an env file, the passwords are required (no silent defaults)."""
+def test_config_needs_the_secrets(tmp_path: Path) -> None:
+    """Without values for them, the passwords are required (no silent defaults)."""
     cmd = _compose_command()
     if cmd is None:
         pytest.skip("neither docker-compose nor the docker compose plugin is installed")
-    empty = COMPOSE_DIR / ".env.test-empty"
+    empty = tmp_path / "empty.env"
     empty.write_text("")
-    try:
-        proc = subprocess.run(
-            [*cmd, "--env-file", str(empty), "-f", str(COMPOSE_FILE), "config", "--quiet"],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            timeout=120,
-            check=False,
-            env={"PATH": "/usr/local/bin:/usr/bin:/bin"},
-        )
-    finally:
-        empty.unlink()
+    proc = subprocess.run(
+        [*cmd, "--env-file", str(empty), "-f", str(COMPOSE_FILE), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
     assert proc.returncode != 0
     assert "set it in compose/.env" in proc.stdout + proc.stderr
 
