@@ -9,6 +9,7 @@ JVM is never signalled.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -38,6 +39,15 @@ class ServiceSpec:
     marker: str
     cwd: Path
     env: Mapping[str, str] | None = field(default=None)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover (runs in the child between fork and exec)
+    """Ask Linux to SIGTERM this process when the process that started it dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
 def jvm_marker(name: str, state_dir: Path) -> str:
@@ -76,8 +86,11 @@ def alive(pid: int) -> bool:
 class Supervisor:
     """Starts, finds and stops the processes of one state directory."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, die_with_parent: bool = False) -> None:
+        """``die_with_parent``: the processes started get SIGTERM when this Python process
+        dies, even by SIGKILL (for test sessions; ``kappa stack up`` leaves them running)."""
         self.state_dir = state_dir
+        self.die_with_parent = die_with_parent
         self.run_dir = state_dir / "run"
         self.log_dir = state_dir / "logs"
 
@@ -120,6 +133,7 @@ class Supervisor:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
+                preexec_fn=_die_with_parent if self.die_with_parent else None,  # noqa: PLW1509
             )
         _CHILDREN[proc.pid] = proc
         record = {"pid": proc.pid, "marker": spec.marker, "started_at": started.isoformat()}

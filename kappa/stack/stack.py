@@ -57,11 +57,18 @@ class ServiceStatus:
 class LocalStack:
     """Starts, stops and reports the local stack of one state directory."""
 
-    def __init__(self, settings: StackSettings, topics: TopicSettings | None = None) -> None:
+    def __init__(
+        self,
+        settings: StackSettings,
+        topics: TopicSettings | None = None,
+        *,
+        die_with_parent: bool = False,
+    ) -> None:
+        """``die_with_parent``: the services stop when this Python process dies (tests)."""
         self.settings = settings
         self.topics = topics or TopicSettings()
         self.layout = Layout.of(settings)
-        self.supervisor = Supervisor(self.layout.state_dir)
+        self.supervisor = Supervisor(self.layout.state_dir, die_with_parent=die_with_parent)
         self.kafka = KafkaService(settings, self.topics)
         self.registry = RegistryService(settings)
         self.namenode = NameNodeService(settings)

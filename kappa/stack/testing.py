@@ -113,7 +113,7 @@ def running_stack(
     topics = TopicSettings()
     local: LocalStack | None = None
     for attempt in range(1, _ATTEMPTS + 1):
-        local = LocalStack(free_port_settings(state_dir), topics)
+        local = LocalStack(free_port_settings(state_dir), topics, die_with_parent=True)
         try:
             local.up()
             break
@@ -122,6 +122,9 @@ def running_stack(
             local.down()
             if attempt == _ATTEMPTS:
                 raise
+        except BaseException:
+            local.down()
+            raise
     assert local is not None
     try:
         yield StackHandle(
@@ -140,7 +143,7 @@ def running_hdfs(state_dir: Path) -> Iterator[HdfsHandle]:
     """Yield a NameNode + DataNode on free ports in ``state_dir``; stopped on exit."""
     local: LocalStack | None = None
     for attempt in range(1, _ATTEMPTS + 1):
-        local = LocalStack(free_port_settings(state_dir))
+        local = LocalStack(free_port_settings(state_dir), die_with_parent=True)
         try:
             local.up_hdfs()
             break
@@ -148,6 +151,9 @@ def running_hdfs(state_dir: Path) -> Iterator[HdfsHandle]:
             local.down_hdfs()
             if attempt == _ATTEMPTS:
                 raise
+        except BaseException:
+            local.down_hdfs()
+            raise
     assert local is not None
     try:
         yield HdfsHandle(

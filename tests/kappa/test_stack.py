@@ -75,7 +75,7 @@ def _get_json(url: str) -> Any:
 @pytest.fixture
 def own_stack(tmp_path: Path) -> Iterator[LocalStack]:
     """A stack of this test only (the session stack must stay up for the others)."""
-    local = LocalStack(free_port_settings(tmp_path / "state"))
+    local = LocalStack(free_port_settings(tmp_path / "state"), die_with_parent=True)
     try:
         yield local
     finally:
