@@ -5,6 +5,7 @@ Output of a range, at ``<root>/<range id>/``::
     cdr/               the records of [from, to), partitioned by event_date / event_hour
     billing_report/    streams.aggregate.transforms.billing over them
     network_health/    streams.aggregate.transforms.network_health over them
+    undecodable/       only if some bytes were not a record: those rows, as read
     manifest.json      range, per-partition offsets read, counts, schema ids, run id, summary
     _SUCCESS           written last
 
@@ -27,16 +28,20 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812
 
+from kappa import clients
 from kappa.settings import AggregateSettings, KafkaSettings, RegistrySettings
 from replay.exceptions import ReplayFailedError
 from replay.fs import STAGING_PREFIX, HadoopFs, join, normalize
 from replay.plan import ReplayPlan, iso, to_ms
 from replay.progress import Progress
+from streams.aggregate import decode as agg_decode
 from streams.aggregate import transforms
+from streams.aggregate.decode import Decoders, unknown_id_in
 
 log = logging.getLogger(__name__)
 
 CDR_DIR, BILLING_DIR, NETWORK_DIR = "cdr", "billing_report", "network_health"
+UNDECODABLE_DIR = "undecodable"
 MANIFEST, SUCCESS = "manifest.json", "_SUCCESS"
 MANIFEST_VERSION = 1
 CDR_COLUMNS = [f.name for f in transforms.CDR_SCHEMA.fields]
@@ -83,23 +88,26 @@ def read_offsets(spark: SparkSession, kafka: KafkaSettings, plan: ReplayPlan) ->
 def decode(spark: SparkSession, raw: DataFrame, ctx: ReplayContext, topic: str) -> DataFrame:
     """Kafka rows → the ``Cdr`` columns plus where each came from (partition, offset, schema id).
 
-    A record that cannot be decoded keeps null ``Cdr`` columns (``_counts`` fails the run).
+    The aggregation's decoder: every writer schema registered under the topic's
+    subject, resolved to the contract's ``Cdr``. Bytes that are not a record keep
+    null ``Cdr`` columns (``_counts`` fails the run on them).
     """
-    from replay.decode import decode_cdrs  # noqa: PLC0415
-
-    with_source = raw.select(
-        F.col("value"),
+    decoders = Decoders.fetch(clients.registry(ctx.registry), topic)
+    framed = agg_decode.decode(raw, decoders)
+    return framed.select(
+        *[F.col(f"decoded.{c}").alias(c) for c in CDR_COLUMNS],
         F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"),
-        schema_id_of(F.col("value")).alias("schema_id"),
+        F.col("schema_id").cast("int").alias("schema_id"),
     )
-    decoded = decode_cdrs(with_source, ctx.registry, topic)
-    return decoded.select(*CDR_COLUMNS, *SOURCE_COLUMNS)
 
 
-def schema_id_of(value: Any) -> Any:
-    """The Confluent schema id: bytes 2-5 of the value, big-endian."""
-    return F.conv(F.hex(F.substring(value, 2, 4)), 16, 10).cast("int")
+def undecodable(raw: DataFrame, ctx: ReplayContext, topic: str) -> DataFrame:
+    """The rows whose bytes are not a record (wrong magic byte, malformed Avro), as they were."""
+    decoders = Decoders.fetch(clients.registry(ctx.registry), topic)
+    return agg_decode.decode(raw, decoders).where(F.col("decoded").isNull()).select(
+        "key", "value", "partition", "offset", "timestamp",
+        F.col("schema_id").cast("int").alias("schema_id"))
 
 
 def in_range(cdrs: DataFrame, plan: ReplayPlan) -> DataFrame:
@@ -141,6 +149,13 @@ def run(spark: SparkSession, plan: ReplayPlan, ctx: ReplayContext,
                 StorageLevel.MEMORY_AND_DISK
             )
             counts = _counts(cached, plan)
+            if counts["totals"]["undecodable"]:
+                # Errors are data: kept with their coordinates, counted in the manifest.
+                log.warning("undecodable records in the replayed offsets count=%s",
+                            counts["totals"]["undecodable"])
+                (undecodable(read_offsets(spark, ctx.kafka, plan), ctx, plan.topic)
+                 .coalesce(1).write.mode("errorifexists")
+                 .parquet(join(staging, UNDECODABLE_DIR)))
             rows = in_range(cached, plan)
             (with_partitions(rows).write.mode("errorifexists")
              .partitionBy(*PARTITION_COLUMNS).parquet(join(staging, CDR_DIR)))
@@ -160,8 +175,11 @@ def run(spark: SparkSession, plan: ReplayPlan, ctx: ReplayContext,
         _discard(fs, staging)
         if isinstance(exc, ReplayFailedError):
             raise
-        msg = (f"replay of [{iso(plan.start)}, {iso(plan.end)}) failed ({type(exc).__name__}: "
-               f"{_first_line(exc)}); the previous output, if any, is untouched")
+        unknown = unknown_id_in(str(exc))
+        why = (f"a record carries schema id {unknown}, not registered under the topic's subject"
+               if unknown is not None else f"{type(exc).__name__}: {_first_line(exc)}")
+        msg = (f"replay of [{iso(plan.start)}, {iso(plan.end)}) failed ({why}); "
+               "the previous output, if any, is untouched")
         raise ReplayFailedError(msg) from exc
     finally:
         if cached is not None:
@@ -218,11 +236,6 @@ def _counts(cdrs: DataFrame, plan: ReplayPlan) -> dict[str, Any]:
             p["in_range"] += n
             sid = str(r["schema_id"])
             schema_ids[sid] = schema_ids.get(sid, 0) + n
-    if totals["undecodable"]:
-        bad = sorted({str(r["schema_id"]) for r in rows if r["where"] == "undecodable"})
-        msg = (f"{totals['undecodable']} records of {plan.topic} could not be decoded as Cdr "
-               f"(schema ids {', '.join(bad)} are not Cdr schemas registered under the topic)")
-        raise ReplayFailedError(msg)
     return {"totals": totals, "partitions": [parts[k] for k in sorted(parts)],
             "schema_ids": dict(sorted(schema_ids.items()))}
 

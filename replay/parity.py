@@ -36,11 +36,13 @@ from replay import job, runner
 from replay.exceptions import ParityError
 from replay.fs import HadoopFs, join, normalize
 from replay.plan import iso, to_ms
+from streams.aggregate import job as agg_job
 from streams.aggregate import transforms
 
 log = logging.getLogger(__name__)
 
-BILLING_DIR, NETWORK_DIR, LATE_DIR = "billing_realtime", "network_realtime", "late"
+BILLING_DIR, NETWORK_DIR = agg_job.BILLING_TABLE, agg_job.NETWORK_TABLE
+LATE_DIR = agg_job.LATE_TABLE
 TOLERANCE = 1e-6
 
 
@@ -120,8 +122,7 @@ class ParityReport:
 
 
 def aggregate_root(s: runner.Settings, aggregate_output: str | None) -> str:
-    root = aggregate_output or s.aggregate.output or str(s.stack.state_dir / "aggregate")
-    return normalize(root)
+    return normalize(agg_job.Paths.resolve(s.aggregate, s.stack, aggregate_output).output)
 
 
 def compare(spark: SparkSession, s: runner.Settings, start: datetime, end: datetime, *,
