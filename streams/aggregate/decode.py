@@ -16,7 +16,8 @@ is redone with the new schema: nothing skipped, nothing doubled. An id the
 registry does not know at all stops the job with ``UnknownSchemaIdError``.
 
 Bytes that are not a record (wrong magic byte, Avro that does not parse with its
-writer schema) are not dropped: ``decoded`` is null and the job writes them to
+writer schema: spark-avro's PERMISSIVE mode yields a struct of nulls, turned into
+a null here) are not dropped: ``decoded`` is null and the job writes them to
 ``undecodable/`` with their coordinates.
 """
 
@@ -121,6 +122,12 @@ def decode(source: DataFrame, decoders: Decoders) -> DataFrame:
     unknown = sf.raise_error(sf.concat(sf.lit(UNKNOWN_ID_MARKER + " "),
                                        sf.col("schema_id").cast("string")))
     decoded = (branches.otherwise(unknown) if branches is not None else unknown)
-    return framed.withColumn(
-        "decoded", sf.when(sf.col("magic_ok"), decoded)
-    ).drop("magic_ok")
+    # PERMISSIVE turns bytes that do not parse into a struct of nulls, not a null:
+    # the reader's first field is required, so a null there marks such a row.
+    first = json.loads(decoders.reader)["fields"][0]["name"]
+    return (
+        framed.withColumn("decoded", sf.when(sf.col("magic_ok"), decoded))
+        .withColumn("decoded", sf.when(sf.col("decoded").getField(first).isNotNull(),
+                                       sf.col("decoded")))
+        .drop("magic_ok")
+    )

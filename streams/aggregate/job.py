@@ -35,6 +35,7 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as sf
 from pyspark.sql.streaming.query import StreamingQuery
+from pyspark.sql.window import Window
 
 from kappa import clients
 from kappa.settings import (
@@ -76,6 +77,18 @@ UNDECODABLE_COLUMNS = ("value", "schema_id", "source_partition", "source_offset"
                        "source_timestamp")
 
 BatchHook = Callable[[int], None]
+MAX_RECOVERIES = 3
+
+
+def recoverable(exc: BaseException) -> bool:
+    """Spark 4.1.1's Kafka source fails the progress report of the first batch after a
+    restart when that batch re-runs one logged before a crash: ``latestPartitionOffsets``
+    was never fetched (NullPointerException in ``KafkaMicroBatchStream.metrics``). The
+    batch's sink output and its commit are written before the report, so restarting the
+    query once more simply goes on with the next batch."""
+    text = str(exc)
+    return ("KafkaMicroBatchStream" in text and "NullPointerException" in text) or (
+        "Option.get()" in text and "is null" in text)
 
 
 @dataclass(frozen=True)
@@ -278,14 +291,15 @@ class BatchWriter:
         metrics.AGGREGATE_WINDOW_ROWS.labels(table=NETWORK_TABLE).inc(n.network_rows)
         if not (n.billing_rows or n.network_rows):
             return
-        def newest(df: DataFrame, rows: int) -> list[Any]:
-            if not rows:
-                return []
-            last = df.agg(sf.max("window_end")).collect()[0][0]
-            return df.where(sf.col("window_end") == sf.lit(last)).collect()
+        # Only the newest window of each table feeds the business gauges.
+        record_closed_window(_newest(bill) if n.billing_rows else [],
+                             _newest(net) if n.network_rows else [])
 
-        record_closed_window(newest(bill, n.billing_rows), newest(net, n.network_rows),
-                             low_signal_share=0.3)
+
+def _newest(df: DataFrame) -> list[Any]:
+    """The rows of the latest window in ``df`` (one Spark job)."""
+    w = Window.orderBy(sf.desc("window_end"))
+    return [r for r in df.withColumn("_r", sf.dense_rank().over(w)).where("_r = 1").collect()]
 
 
 @dataclass
@@ -295,9 +309,28 @@ class AggregateQuery:
     query: StreamingQuery
     writer: BatchWriter
     paths: Paths
+    restart: Callable[[], StreamingQuery] | None = None
+    restarts: int = 0
 
     def process_all_available(self) -> None:
-        self.query.processAllAvailable()
+        """Process what is available; survives the Spark progress bug (``recoverable``)."""
+        while True:
+            try:
+                self.query.processAllAvailable()
+                return
+            except StreamingQueryException as exc:
+                if not self.recover(exc):
+                    raise
+
+    def recover(self, exc: BaseException) -> bool:
+        """Restart after ``exc`` if it is the known harmless failure; False otherwise."""
+        if self.restart is None or not recoverable(exc) or self.restarts >= MAX_RECOVERIES:
+            return False
+        self.restarts += 1
+        log.warning("restarting the query after Spark's progress-report failure on a re-run "
+                    "batch (its output and commit are complete)")
+        self.query = self.restart()
+        return True
 
     def stop(self) -> None:
         self.query.stop()
@@ -346,7 +379,7 @@ def start(
     query = stream.start()
     log.info("aggregate query started id=%s output=%s checkpoint=%s ids=%s", query.id,
              paths.output, paths.checkpoint, sorted(decoders.writers))
-    return AggregateQuery(query, writer, paths)
+    return AggregateQuery(query, writer, paths, restart=stream.start)
 
 
 def run(
@@ -372,30 +405,37 @@ def run(
     reg = clients.registry(registry)
     history: list[BatchCounts] = []
     seen_unknown: set[int] = set()
-    while True:
-        handle = start(spark, settings, kafka=kafka, registry=registry, topics=topics,
-                       stack=stack, output=output, trigger=trigger,
-                       available_now=available_now, decoders=decoders)
-        try:
-            while not handle.query.awaitTermination(1):
-                if stop is not None and stop.is_set():
-                    handle.stop()
-            history.extend(handle.writer.history)
-            return history
-        except StreamingQueryException as exc:
-            history.extend(handle.writer.history)
-            text = str(exc)
-            schema_id = unknown_id_in(text)
-            if schema_id is None or schema_id in seen_unknown:
-                first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-                msg = f"the aggregation query failed: {first[:500]}"
-                raise AggregateError(msg) from exc
-            seen_unknown.add(schema_id)
-            log.warning("schema id %s appeared after start; fetching versions and restarting",
-                        schema_id)
-            decoders = Decoders.fetch(reg, topics.valid)
-            if schema_id not in decoders.writers:
-                decoders = decoders.with_id(reg, schema_id)
-        finally:
-            if handle.query.isActive:
-                handle.stop()
+    handle: AggregateQuery | None = None
+    try:
+        while True:
+            if handle is None:
+                handle = start(spark, settings, kafka=kafka, registry=registry, topics=topics,
+                               stack=stack, output=output, trigger=trigger,
+                               available_now=available_now, decoders=decoders)
+            try:
+                while not handle.query.awaitTermination(1):
+                    if stop is not None and stop.is_set():
+                        handle.stop()
+                history.extend(handle.writer.history)
+                return history
+            except StreamingQueryException as exc:
+                history.extend(handle.writer.history)
+                handle.writer.history.clear()
+                if handle.recover(exc):
+                    continue
+                text = str(exc)
+                schema_id = unknown_id_in(text)
+                if schema_id is None or schema_id in seen_unknown:
+                    first = text.strip().splitlines()[0] if text.strip() else repr(exc)
+                    msg = f"the aggregation query failed: {first[:500]}"
+                    raise AggregateError(msg) from exc
+                seen_unknown.add(schema_id)
+                log.warning("schema id %s appeared after start; fetching the subject's "
+                            "versions and restarting from the checkpoint", schema_id)
+                decoders = Decoders.fetch(reg, topics.valid)
+                if schema_id not in decoders.writers:
+                    decoders = decoders.with_id(reg, schema_id)
+                handle = None
+    finally:
+        if handle is not None and handle.query.isActive:
+            handle.stop()

@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from confluent_kafka import Producer
-from pyspark.sql.streaming import StreamingQuery
 
 from kappa.settings import KafkaSettings
 from schemas.wire import WireEncoder
+from streams.aggregate.job import AggregateQuery
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 A, B, C = "+94770000001", "+94770000002", "+94770000003"
@@ -97,17 +97,19 @@ def produce_step(kafka: KafkaSettings, topic: str, rows: list[Row],
     producer.commit_transaction(30)
 
 
-def settle(query: StreamingQuery, watermark_ms: int, timeout_s: float = 120.0) -> None:
+def settle(handle: AggregateQuery, watermark_ms: int, timeout_s: float = 120.0) -> None:
     """Process everything, then wait for the batch that runs with ``watermark_ms``."""
-    query.processAllAvailable()
+    handle.process_all_available()
     deadline = time.monotonic() + timeout_s
+    progress = None
     while time.monotonic() < deadline:
+        query = handle.query
         progress = query.lastProgress
         wm = (progress or {}).get("eventTime", {}).get("watermark")
         if wm is not None:
             got = int(datetime.fromisoformat(wm.replace("Z", "+00:00")).timestamp() * 1000)
             if got >= watermark_ms and not query.status["isTriggerActive"]:
-                query.processAllAvailable()
+                handle.process_all_available()
                 return
         if query.exception() is not None:
             raise AssertionError(f"query failed: {query.exception()}")

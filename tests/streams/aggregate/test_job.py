@@ -109,7 +109,7 @@ def test_windows_equal_independent_aggregates_and_late_rows_are_captured(
     try:
         for i, step in enumerate(STEPS):
             produce_step(stack.kafka, topics.valid, step, [enc])
-            settle(handle.query, watermark_after(STEPS[: i + 1]))
+            settle(handle, watermark_after(STEPS[: i + 1]))
     finally:
         handle.stop()
     _assert_outputs(Path(settings.output or ""), STEPS)
@@ -138,10 +138,10 @@ def test_crash_after_parquet_then_restart_from_checkpoint_no_row_missing_or_doub
     handle = _start(spark, stack, topics, settings, after_parquet=crash_once)
     try:
         produce_step(stack.kafka, topics.valid, STEPS[0], [enc])
-        settle(handle.query, watermark_after(STEPS[:1]))
+        settle(handle, watermark_after(STEPS[:1]))
         produce_step(stack.kafka, topics.valid, STEPS[1], [enc])
         with pytest.raises(StreamingQueryException):
-            settle(handle.query, watermark_after(STEPS[:2]))
+            settle(handle, watermark_after(STEPS[:2]))
     finally:
         handle.stop()
     assert crashed, "the crash hook never fired"
@@ -149,10 +149,10 @@ def test_crash_after_parquet_then_restart_from_checkpoint_no_row_missing_or_doub
 
     handle = _start(spark, stack, topics, settings)  # same checkpoint, same output
     try:
-        settle(handle.query, watermark_after(STEPS[:2]))
+        settle(handle, watermark_after(STEPS[:2]))
         for i in range(2, len(STEPS)):
             produce_step(stack.kafka, topics.valid, STEPS[i], [enc])
-            settle(handle.query, watermark_after(STEPS[: i + 1]))
+            settle(handle, watermark_after(STEPS[: i + 1]))
     finally:
         handle.stop()
     _assert_outputs(out, STEPS)  # frame_to_table fails on any doubled window row

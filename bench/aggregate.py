@@ -1,0 +1,170 @@
+"""Benchmark of the aggregation job: drain a pre-loaded cdr.valid, records/s and batch latency.
+
+    .venv/bin/python -m bench.aggregate [--records N] [--batch N]
+
+Loads N valid CDRs (default 5,000,000; KAPPA_BENCH_AGGREGATE_RECORDS) into a fresh
+topic, then drains it twice with the same Spark session, each time from a fresh
+checkpoint with ``availableNow`` and ``maxOffsetsPerTrigger``:
+
+- ``aggregate``: the job's query (decode, watermark, billing + tower windows,
+  late capture, Parquet + Kafka sinks);
+- ``baseline``: the same query without the two windowed aggregations (decode,
+  watermark, late capture and the sinks' bookkeeping).
+
+The ratio aggregate/baseline isolates what the windowed state costs. Uses the
+stack at KAPPA_KAFKA_BOOTSTRAP / KAPPA_SCHEMA_REGISTRY_URL when set, else starts
+a local one on free ports. Writes bench/results/aggregate.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+
+from kappa.settings import AggregateSettings, StackSettings, TopicSettings
+from kappa.stack.testing import running_stack
+from kappa.stack.topics import delete_topics, ensure_topics
+from schemas.contract import SchemaName, parsed_schema, register, schema_text, subject
+from schemas.wire import WireEncoder
+from streams.aggregate import job
+from streams.spark import session
+
+RESULTS = Path(__file__).parent / "results" / "aggregate.json"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def load(kafka: Any, registry: Any, topic: str, n: int, seed: int = 7) -> float:
+    """Produce ``n`` valid CDRs, 2 ms of event time apart; returns seconds."""
+    from kappa import clients
+
+    sid = register(clients.registry(registry), subject(topic), schema_text(SchemaName.CDR))
+    enc = WireEncoder(parsed_schema(SchemaName.CDR), sid)
+    rnd = random.Random(seed)
+    producer = Producer({**kafka.client_config(), "linger.ms": 50, "batch.size": 1_000_000,
+                         "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000,
+                         "acks": "1"})
+    types = ("VOICE",) * 6 + ("SMS",) * 3 + ("DATA",)
+    began = time.perf_counter()
+    for i in range(n):
+        t = T0 + timedelta(milliseconds=2 * i)
+        call_type = types[rnd.randrange(10)]
+        rec = {
+            "call_id": f"{i:012d}", "caller_num": f"+9477{rnd.randrange(5000):07d}",
+            "callee_num": f"+9477{rnd.randrange(5000):07d}", "call_type": call_type,
+            "duration_sec": 0 if call_type == "SMS" else rnd.randrange(1, 600),
+            "event_time": t, "tower_id": f"TWR-{rnd.randrange(50):04d}",
+            "signal_strength": rnd.randrange(1, 6),
+            "data_volume_kb": rnd.randrange(1, 50_000) if call_type == "DATA" else 0,
+        }
+        while True:
+            try:
+                producer.produce(topic, key=rec["call_id"].encode(), value=enc.encode(rec),
+                                 timestamp=int(t.timestamp() * 1000))
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if i % 10_000 == 0:
+            producer.poll(0)
+    producer.flush(120)
+    return time.perf_counter() - began
+
+
+def drain(spark: Any, settings: AggregateSettings, stack: Any, topics: TopicSettings,
+          work: Path, *, aggregate: bool) -> dict[str, Any]:
+    name = "aggregate" if aggregate else "baseline"
+    s = settings.model_copy(update={"output": str(work / name / "out"),
+                                    "checkpoint_dir": work / name / "ckpt"})
+    began = time.perf_counter()
+    handle = job.start(spark, s, kafka=stack.kafka, registry=stack.registry, topics=topics,
+                       stack=StackSettings(), available_now=True, aggregate=aggregate)
+    handle.query.awaitTermination()
+    seconds = time.perf_counter() - began
+    progress = [p for p in handle.query.recentProgress if p.get("numInputRows")]
+    rows = sum(int(p["numInputRows"]) for p in handle.query.recentProgress)
+    batch_s = sorted(p["durationMs"]["triggerExecution"] / 1000 for p in progress)
+    return {
+        "query": name,
+        "records": rows,
+        "seconds": round(seconds, 2),
+        "records_per_s": round(rows / seconds, 1) if seconds else None,
+        "batches_with_data": len(progress),
+        "batch_seconds_median": batch_s[len(batch_s) // 2] if batch_s else None,
+        "batch_seconds_max": batch_s[-1] if batch_s else None,
+        "processed_rows_per_s_median": sorted(
+            p.get("processedRowsPerSecond") or 0 for p in progress)[len(progress) // 2]
+        if progress else None,
+        "billing_rows": sum(h.billing_rows for h in handle.writer.history),
+        "network_rows": sum(h.network_rows for h in handle.writer.history),
+        "late_rows": sum(h.late_rows for h in handle.writer.history),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--records", type=int,
+                    default=int(os.environ.get("KAPPA_BENCH_AGGREGATE_RECORDS", 5_000_000)))
+    ap.add_argument("--batch", type=int, default=500_000, help="maxOffsetsPerTrigger")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="kappa-bench-aggregate-"))
+    with ExitStack() as stack_ctx:
+        stack = stack_ctx.enter_context(running_stack(work / "stack", environ=os.environ))
+        base = TopicSettings()
+        suffix = uuid.uuid4().hex[:8]
+        topics = TopicSettings(valid=f"bench.valid.{suffix}", billing=f"bench.billing.{suffix}",
+                               network=f"bench.network.{suffix}", late=f"bench.late.{suffix}")
+        ensure_topics(stack.kafka, [topics.valid, topics.billing, topics.network, topics.late],
+                      partitions=base.partitions, retention_ms=-1)
+        try:
+            print(f"loading {args.records:,} CDRs into {topics.valid} ...", flush=True)
+            load_s = load(stack.kafka, stack.registry, topics.valid, args.records)
+            print(f"loaded in {load_s:.1f} s ({args.records / load_s:,.0f}/s)", flush=True)
+            settings = AggregateSettings(max_offsets_per_trigger=args.batch,
+                                         shuffle_partitions=4, driver_memory="4g")
+            t = time.perf_counter()
+            spark = session(settings, StackSettings(), app_name="kappa-bench-aggregate")
+            startup_s = time.perf_counter() - t
+            runs = []
+            for aggregate in (False, True):
+                r = drain(spark, settings, stack, topics, work, aggregate=aggregate)
+                print(json.dumps(r), flush=True)
+                runs.append(r)
+            spark.stop()
+        finally:
+            delete_topics(stack.kafka, [topics.valid, topics.billing, topics.network,
+                                        topics.late])
+    baseline, agg = runs
+    result = {
+        "bench": "aggregate",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "records": args.records,
+        "max_offsets_per_trigger": args.batch,
+        "load_seconds": round(load_s, 1),
+        "spark_startup_seconds": round(startup_s, 1),
+        "baseline": baseline,
+        "aggregate": agg,
+        "ratio_aggregate_to_baseline_records_per_s": round(
+            agg["records_per_s"] / baseline["records_per_s"], 3)
+        if agg["records_per_s"] and baseline["records_per_s"] else None,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
