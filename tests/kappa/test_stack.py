@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
+import subprocess
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -20,7 +22,14 @@ from kappa.cli.stack import stack as stack_cli
 from kappa.settings import StackSettings, TopicSettings
 from kappa.stack import LocalStack
 from kappa.stack.exceptions import ArtifactsMissingError, JavaNotFoundError, PortInUseError
-from kappa.stack.testing import HdfsHandle, StackHandle, TopicFactory, free_port_settings
+from kappa.stack.process import Supervisor, alive
+from kappa.stack.testing import (
+    HdfsHandle,
+    StackHandle,
+    TopicFactory,
+    external_stack,
+    free_port_settings,
+)
 
 SCHEMA = {
     "type": "record",
@@ -221,3 +230,34 @@ def test_hdfs_takes_a_write_and_reads_it_back(hdfs: HdfsHandle) -> None:
     assert _webhdfs(hdfs, "GET", "/smoke/cdr.csv", "OPEN") == payload
     assert hdfs.url.startswith("hdfs://127.0.0.1:")
     assert hdfs.path("smoke", "cdr.csv") == f"{hdfs.url}/smoke/cdr.csv"
+
+
+def test_a_pid_file_is_believed_only_with_the_marker(tmp_path: Path) -> None:
+    """A recycled pid, or anybody else's process, is never signalled."""
+    stranger = subprocess.Popen(["sleep", "30"])
+    try:
+        supervisor = Supervisor(tmp_path)
+        supervisor.run_dir.mkdir(parents=True)
+        record = {"pid": stranger.pid, "marker": "-Dkappa.service=kafka@/elsewhere"}
+        supervisor.pid_file("kafka").write_text(json.dumps(record))
+        assert supervisor.pid("kafka") is None
+        assert supervisor.stop("kafka") is None
+        assert alive(stranger.pid)
+        assert not supervisor.pid_file("kafka").exists()
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_the_environment_can_point_at_a_running_stack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert external_stack({}, tmp_path) is None
+    monkeypatch.setenv("KAPPA_KAFKA_BOOTSTRAP", "broker.example:19092")
+    monkeypatch.setenv("KAPPA_SCHEMA_REGISTRY_URL", "http://registry.example:18081")
+    handle = external_stack(os.environ, tmp_path)
+    assert handle is not None
+    assert handle.external
+    assert handle.bootstrap == "broker.example:19092"
+    assert handle.registry_url == "http://registry.example:18081"
+    assert handle.stack_settings.kafka_port != 9092
