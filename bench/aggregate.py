@@ -34,6 +34,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from kappa import clients
 from kappa.settings import AggregateSettings, StackSettings, TopicSettings
 from kappa.stack.testing import running_stack
 from kappa.stack.topics import delete_topics, ensure_topics
@@ -48,8 +49,6 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 def load(kafka: Any, registry: Any, topic: str, n: int, seed: int = 7) -> float:
     """Produce ``n`` valid CDRs, 2 ms of event time apart; returns seconds."""
-    from kappa import clients
-
     sid = register(clients.registry(registry), subject(topic), schema_text(SchemaName.CDR))
     enc = WireEncoder(parsed_schema(SchemaName.CDR), sid)
     rnd = random.Random(seed)
@@ -115,7 +114,7 @@ def drain(spark: Any, settings: AggregateSettings, stack: Any, topics: TopicSett
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int,
-                    default=int(os.environ.get("KAPPA_BENCH_AGGREGATE_RECORDS", 5_000_000)))
+                    default=int(os.environ.get("KAPPA_BENCH_AGGREGATE_RECORDS", "5000000")))
     ap.add_argument("--batch", type=int, default=500_000, help="maxOffsetsPerTrigger")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kappa-bench-aggregate-"))
