@@ -35,7 +35,8 @@ from streams.spark import session
               help=env_help("micro-batch interval, e.g. '30 seconds'", AggregateSettings,
                             "trigger"))
 @click.option("--available-now", "--until-idle", "available_now", is_flag=True,
-              help="drain what the topic holds now, then stop (tests, demo, backfill)")
+              help="drain what the topic holds now, write every window the watermark closed, "
+                   "then stop (tests, demo, backfill)")
 @click.option("--show", "show_only", is_flag=True,
               help="do not run: print top callers by revenue and worst-signal towers "
                    "from the Parquet tables")
@@ -64,7 +65,7 @@ def aggregate(*, master: str | None, output: str | None, trigger: str | None,
     try:
         history = run(spark, settings, kafka=kafka, registry=registry, topics=topics,
                       stack=stack, output=output, trigger=trigger,
-                      available_now=available_now, stop=stop)
+                      until_idle=available_now, stop=stop)
     except KeyboardInterrupt:
         history = []
         click.echo("stopping", err=True)

@@ -382,6 +382,37 @@ def start(
     return AggregateQuery(query, writer, paths, restart=stream.start)
 
 
+IDLE_TRIGGER = "1 second"
+IDLE_STABLE_S = 3.0
+
+
+def drain(handle: AggregateQuery, stop: threading.Event | None = None) -> None:
+    """Return once the query has nothing left: all offsets read and the newest batch
+    (the no-data batch that closes windows, if any) committed, stable for a while."""
+    ckpt = handle.paths.checkpoint
+    while stop is None or not stop.is_set():
+        handle.process_all_available()
+        newest = _newest_batch(ckpt)
+        waited = 0.0
+        while waited < IDLE_STABLE_S:
+            time.sleep(0.25)
+            waited += 0.25
+            if _newest_batch(ckpt) != newest or handle.query.status["isTriggerActive"]:
+                break
+        else:
+            if newest[0] == newest[1]:
+                return
+
+
+def _newest_batch(checkpoint: Path) -> tuple[int, int]:
+    """(newest batch in the offset log, newest committed batch); -1 when none."""
+    def top(folder: str) -> int:
+        ids = [int(p.name) for p in (checkpoint / folder).glob("[0-9]*") if p.name.isdigit()]
+        return max(ids, default=-1)
+
+    return top("offsets"), top("commits")
+
+
 def run(
     spark: SparkSession,
     settings: AggregateSettings,
@@ -392,11 +423,13 @@ def run(
     stack: StackSettings,
     output: str | None = None,
     trigger: str | None = None,
-    available_now: bool = False,
+    until_idle: bool = False,
     stop: threading.Event | None = None,
     decoders: Decoders | None = None,
 ) -> list[BatchCounts]:
-    """Run until stopped (or, with ``available_now``, until the topic is drained).
+    """Run until stopped, or with ``until_idle`` until the topic is drained and every
+    window the watermark has closed is written (Spark's ``availableNow`` trigger
+    would stop before the no-data batch that emits them).
 
     A batch that met a schema id registered after the start fails before its
     commit; the versions are fetched again and the query restarts from its
@@ -410,9 +443,13 @@ def run(
         while True:
             if handle is None:
                 handle = start(spark, settings, kafka=kafka, registry=registry, topics=topics,
-                               stack=stack, output=output, trigger=trigger,
-                               available_now=available_now, decoders=decoders)
+                               stack=stack, output=output,
+                               trigger=IDLE_TRIGGER if until_idle else trigger,
+                               decoders=decoders)
             try:
+                if until_idle:
+                    drain(handle, stop)
+                    handle.stop()
                 while not handle.query.awaitTermination(1):
                     if stop is not None and stop.is_set():
                         handle.stop()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as sf
-from pyspark.sql.utils import AnalysisException
 
 
 def _table(spark: SparkSession, output: str, name: str) -> Any:

@@ -19,6 +19,7 @@ from confluent_kafka import Producer
 from kappa.settings import KafkaSettings
 from schemas.wire import WireEncoder
 from streams.aggregate.job import AggregateQuery
+from streams.aggregate.late import batch_clock
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 A, B, C = "+94770000001", "+94770000002", "+94770000003"
@@ -97,21 +98,27 @@ def produce_step(kafka: KafkaSettings, topic: str, rows: list[Row],
     producer.commit_transaction(30)
 
 
-def settle(handle: AggregateQuery, watermark_ms: int, timeout_s: float = 120.0) -> None:
-    """Process everything, then wait for the batch that runs with ``watermark_ms``."""
+def committed_watermark(handle: AggregateQuery) -> int | None:
+    """The watermark of the newest batch, once it is committed (None before that)."""
+    ckpt = handle.paths.checkpoint
+    offsets = [int(p.name) for p in (ckpt / "offsets").glob("[0-9]*")]
+    commits = {int(p.name) for p in (ckpt / "commits").glob("[0-9]*")}
+    if not offsets or max(offsets) not in commits:
+        return None
+    return batch_clock(ckpt, max(offsets)).watermark_ms
+
+
+def settle(handle: AggregateQuery, watermark_ms: int, timeout_s: float = 300.0) -> None:
+    """Process everything, then wait until a committed batch ran with ``watermark_ms``."""
     handle.process_all_available()
     deadline = time.monotonic() + timeout_s
-    progress = None
+    got = None
     while time.monotonic() < deadline:
-        query = handle.query
-        progress = query.lastProgress
-        wm = (progress or {}).get("eventTime", {}).get("watermark")
-        if wm is not None:
-            got = int(datetime.fromisoformat(wm.replace("Z", "+00:00")).timestamp() * 1000)
-            if got >= watermark_ms and not query.status["isTriggerActive"]:
-                handle.process_all_available()
-                return
-        if query.exception() is not None:
-            raise AssertionError(f"query failed: {query.exception()}")
+        got = committed_watermark(handle)
+        if got is not None and got >= watermark_ms and not handle.query.status["isTriggerActive"]:
+            handle.process_all_available()
+            return
+        if handle.query.exception() is not None:
+            handle.process_all_available()  # raises, or restarts a recoverable failure
         time.sleep(0.1)
-    raise AssertionError(f"watermark {watermark_ms} not reached; last progress {progress}")
+    raise AssertionError(f"watermark {watermark_ms} not reached; committed watermark {got}")

@@ -183,7 +183,7 @@ def test_two_schema_versions_are_both_aggregated_even_one_registered_after_start
     for step in STEPS:
         produce_step(stack.kafka, topics.valid, step, [v1, v2])
     history = job.run(spark, settings, kafka=stack.kafka, registry=stack.registry,
-                      topics=topics, stack=StackSettings(), available_now=True,
+                      topics=topics, stack=StackSettings(), until_idle=True,
                       decoders=decoders_at_start)
     assert history
     out = Path(settings.output or "")
