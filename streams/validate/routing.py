@@ -24,7 +24,11 @@ from streams.validate.suite import FRAME_COLUMNS, CdrSuite, Failure
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _STR_COLUMNS = frozenset({"call_id", "caller_num", "callee_num", "call_type", "tower_id"})
-_INT_COLUMNS = frozenset({"duration_sec", "signal_strength", "data_volume_kb"})
+_INT_COLUMNS = frozenset({"duration_sec", "signal_strength", "data_volume_kb", "event_time"})
+_TYPES: tuple[tuple[str, type], ...] = tuple(
+    (c, str if c in _STR_COLUMNS else int) for c in FRAME_COLUMNS)
+_FRAME_SET = frozenset(FRAME_COLUMNS)
+_REQUIRED = frozenset(rules.REQUIRED_COLUMNS)
 _OBSERVED_MAX = 200
 
 Decode = Callable[[bytes | None], Decoded | Undecodable]
@@ -91,30 +95,38 @@ def to_millis(value: Any) -> Any:
 
 def frame_row(decoded: Decoded) -> tuple[dict[str, Any], list[Failure]]:
     """The frame row of a decoded record, and its schema failures (missing or mistyped
-    columns, which are then left null so the suite does not judge them twice)."""
+    columns, which are then left null so the suite does not judge them twice).
+
+    The decoded dict itself becomes the row (event_time turned into epoch ms): with the
+    CdrRaw writer schema every value already has its type, so the common path is one
+    ``type() is`` check per column."""
     rec = decoded.record
-    row: dict[str, Any] = {}
     failures: list[Failure] = []
-    for col in FRAME_COLUMNS:
-        if col not in decoded.writer_fields:
-            if col in rules.REQUIRED_COLUMNS:
-                failures.append(Failure(rules.SCHEMA.name, col, "missing from the writer schema"))
-            row[col] = None
-            continue
+    if not _FRAME_SET <= decoded.writer_fields:
+        for col in FRAME_COLUMNS:
+            if col not in decoded.writer_fields:
+                if col in _REQUIRED:
+                    failures.append(Failure(rules.SCHEMA.name, col,
+                                            "missing from the writer schema"))
+                rec[col] = None
+    for col, kind in _TYPES:
         value = rec.get(col)
-        ok = (
-            value is None
-            or (col in _STR_COLUMNS and isinstance(value, str))
-            or (col in _INT_COLUMNS and isinstance(value, int) and not isinstance(value, bool))
-            or (col == "event_time" and isinstance(value, datetime | int)
-                and not isinstance(value, bool))
-        )
-        if not ok:
-            failures.append(Failure(rules.SCHEMA.name, col, f"{type(value).__name__}: "
-                                    f"{observed_text(value)}"))
-            value = None
-        row[col] = to_millis(value)
-    return row, failures
+        if value is None or type(value) is kind:
+            continue
+        if type(value) is datetime and col == "event_time":
+            when = value if value.tzinfo else value.replace(tzinfo=UTC)
+            rec[col] = (when - _EPOCH) // _MS
+            continue
+        if col in _INT_COLUMNS and isinstance(value, int) and not isinstance(value, bool):
+            rec[col] = int(value)
+            continue
+        if isinstance(value, str) and kind is str:
+            rec[col] = str(value)
+            continue
+        failures.append(Failure(rules.SCHEMA.name, col,
+                                f"{type(value).__name__}: {observed_text(value)}"))
+        rec[col] = None
+    return rec, failures
 
 
 def validate(
@@ -181,7 +193,7 @@ def validate(
         taken.add((raw.partition, call_id))
         when = ts if ts is not None else row["event_time"]
         routed.accepted.append((raw.partition, call_id, when))
-        cdr = dict(row)
+        cdr = {c: row[c] for c in FRAME_COLUMNS}
         if cdr["data_volume_kb"] is None:
             cdr["data_volume_kb"] = 0
         routed.valid.append(Valid(raw, cdr, sid if sid is not None else -1))

@@ -1,0 +1,192 @@
+"""Sustained throughput of `kappa validate` on a pre-loaded raw topic, against a baseline
+that only consumes and re-produces the same records in Kafka transactions, in one run.
+
+    .venv/bin/python -m bench.validate [--count 1000000] [--bad-rate 0.02] [--batch-size 10000]
+
+Both sides read the same pre-loaded topic (3 partitions, Avro CdrRaw, 2% faults of
+every kind) from the beginning with read_committed, in micro-batches of the same
+size, and commit output + offsets per batch in one transaction. "Sustained" is
+measured from the end of the first batch to the end of the last one, so start-up
+(GX import and context, group join, dedup rebuild) is reported apart. The
+validator's time is split into decode, GX suite, transaction (produce + send
+offsets + commit) and the rest (frame building, routing, Avro encoding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from typing import Any
+
+from confluent_kafka import KafkaError, TopicPartition
+
+from bench.common import bench_stack, write_results
+from kappa import clients
+from kappa.settings import KafkaSettings, TopicSettings, ValidatorSettings
+from kappa.stack.topics import delete_topics, ensure_topics
+from producers.clock import WallClock
+from producers.generator import FaultRates
+from producers.run import ProduceRequest, produce
+from streams.validate.job import RunStats, run, transactional_producer
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.first: tuple[float, int] | None = None
+        self.last: tuple[float, int] = (0.0, 0)
+
+    def tick(self, records: int) -> None:
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = (now, records)
+        self.last = (now, records)
+
+    def rate(self) -> float:
+        if self.first is None or self.last[0] <= self.first[0]:
+            return 0.0
+        return (self.last[1] - self.first[1]) / (self.last[0] - self.first[0])
+
+
+def baseline(kafka: KafkaSettings, raw: str, out: str, batch_size: int,
+             settings: ValidatorSettings) -> dict[str, Any]:
+    """Consume raw and re-produce every record unchanged, one transaction per batch."""
+    tag = uuid.uuid4().hex[:8]
+    producer = transactional_producer(kafka, settings, f"bench-baseline-{tag}")
+    consumer = clients.consumer(kafka, f"bench-baseline-{tag}", **{"enable.partition.eof": True})
+    consumer.subscribe([raw])
+    clock = _Clock()
+    eof: dict[int, bool] = {}
+    records = 0
+    txn_seconds = 0.0
+    started = time.perf_counter()
+    try:
+        while True:
+            msgs = consumer.consume(batch_size, settings.batch_seconds)
+            batch = []
+            for m in msgs:
+                err = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        eof[m.partition() or 0] = True
+                    continue
+                eof[m.partition() or 0] = False
+                batch.append(m)
+            if not batch:
+                if len(eof) == 3 and all(eof.values()):
+                    break
+                continue
+            t0 = time.perf_counter()
+            producer.begin_transaction()
+            last: dict[int, int] = {}
+            for m in batch:
+                while True:
+                    try:
+                        producer.produce(out, m.value(), m.key(), timestamp=m.timestamp()[1],
+                                         headers=m.headers())
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+                last[m.partition() or 0] = m.offset() or 0
+            producer.send_offsets_to_transaction(
+                [TopicPartition(raw, p, o + 1) for p, o in last.items()],
+                consumer.consumer_group_metadata(), 60)
+            producer.commit_transaction(120)
+            txn_seconds += time.perf_counter() - t0
+            records += len(batch)
+            clock.tick(records)
+    finally:
+        consumer.close()
+    return {
+        "records": records,
+        "seconds": round(time.perf_counter() - started, 2),
+        "sustained_records_per_s": round(clock.rate()),
+        "transaction_seconds": round(txn_seconds, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, default=1_000_000)
+    parser.add_argument("--bad-rate", type=float, default=0.02)
+    parser.add_argument("--batch-size", type=int, default=10_000)
+    args = parser.parse_args()
+    with bench_stack() as stack:
+        tag = uuid.uuid4().hex[:8]
+        topics = TopicSettings().model_copy(update={
+            "raw": f"bench.raw.{tag}", "valid": f"bench.valid.{tag}",
+            "dlq": f"bench.dlq.{tag}"})
+        copy_topic = f"bench.copy.{tag}"
+        names = [topics.raw, topics.valid, topics.dlq, copy_topic]
+        ensure_topics(stack.kafka, names, partitions=3, retention_ms=topics.retention_ms)
+        try:
+            figures = _run(stack, topics, copy_topic, args)
+        finally:
+            delete_topics(stack.kafka, names)
+    write_results("validate", figures)
+
+
+def _run(stack: Any, topics: TopicSettings, copy_topic: str,
+         args: argparse.Namespace) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    req = ProduceRequest(rate=0, count=args.count, duration_s=None, seed=2026,
+                         faults=FaultRates(bad=args.bad_rate), clock=WallClock(),
+                         topic=topics.raw)
+    pstats = produce(stack.kafka, stack.registry, topics, req)
+    preload_s = time.perf_counter() - t0
+    print(f"pre-loaded {pstats.delivered:,} records in {preload_s:.1f} s")
+
+    tag = uuid.uuid4().hex[:8]
+    settings = ValidatorSettings(  # type: ignore[call-arg]
+        group_id=f"bench-validator-{tag}", transactional_id=f"bench-validator-{tag}",
+        batch_size=args.batch_size, metrics_port=0)
+    clock = _Clock()
+
+    def on_batch(stats: RunStats) -> None:
+        clock.tick(stats.records_in)
+
+    stats = run(stack.kafka, stack.registry, topics, settings, until_caught_up=True,
+                on_batch=on_batch)
+    busy = stats.seconds - stats.startup_seconds
+    print(f"validator: {stats.records_in:,} records, {clock.rate():,.0f}/s sustained")
+
+    base = baseline(stack.kafka, topics.raw, copy_topic, args.batch_size, settings)
+    print(f"baseline: {base['records']:,} records, {base['sustained_records_per_s']:,}/s")
+    n = max(stats.records_in, 1)
+    rest = max(0.0, busy - stats.gx_seconds - stats.txn_seconds - stats.decode_seconds)
+    rate = clock.rate()
+    return {
+        "records": args.count,
+        "bad_rate": args.bad_rate,
+        "batch_size": args.batch_size,
+        "partitions": 3,
+        "preload": {"seconds": round(preload_s, 1), "records_per_s": round(pstats.rate)},
+        "validator": {
+            "records": stats.records_in,
+            "valid": stats.valid,
+            "dead_lettered": stats.dead,
+            "by_rule": dict(sorted(stats.by_rule.items())),
+            "batches": stats.batches,
+            "startup_seconds": round(stats.startup_seconds, 2),
+            "seconds_after_startup": round(busy, 2),
+            "sustained_records_per_s": round(rate),
+            "gx_seconds": round(stats.gx_seconds, 2),
+            "decode_seconds": round(stats.decode_seconds, 2),
+            "transaction_seconds": round(stats.txn_seconds, 2),
+            "other_seconds": round(rest, 2),
+            "us_per_record": {
+                "gx": round(stats.gx_seconds / n * 1e6, 1),
+                "decode": round(stats.decode_seconds / n * 1e6, 1),
+                "transaction": round(stats.txn_seconds / n * 1e6, 1),
+                "other": round(rest / n * 1e6, 1),
+            },
+        },
+        "baseline_consume_reproduce_in_transactions": base,
+        "ratio_validator_to_baseline": round(rate / base["sustained_records_per_s"], 3)
+        if base["sustained_records_per_s"] else None,
+        "target_records_per_s": 50_000,
+    }
+
+
+if __name__ == "__main__":
+    main()
