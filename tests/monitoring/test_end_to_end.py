@@ -203,7 +203,7 @@ def test_dashboards_show_a_running_pipeline(
             if not prom.query(f'count by (job) ({{__name__="{name}", job="{owner(name)}"}})')
         }
         if not pending and not down and not unowned:
-            print(f"settled after {time.monotonic() - began:.0f} s")  # noqa: T201
+            print(f"settled after {time.monotonic() - began:.0f} s")
             break
         time.sleep(2)
 
