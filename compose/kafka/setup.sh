@@ -7,10 +7,11 @@
 # It runs as the PLAIN `admin` super user on the internal BROKER listener.
 set -euo pipefail
 
-BIN=/opt/kafka/bin
+BIN=${KAFKA_BIN:-/opt/kafka/bin}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BOOTSTRAP=${BROKER_ADMIN_BOOTSTRAP:-kafka:9094}
-CONF=/tmp/kappa-admin.properties
-/etc/kappa/kafka/admin-client.sh "$CONF"
+CONF=${BROKER_ADMIN_CONFIG:-/tmp/kappa-admin.properties}
+"$HERE/admin-client.sh" "$CONF"
 
 RAW=${KAPPA_TOPIC_RAW:-cdr.raw}
 VALID=${KAPPA_TOPIC_VALID:-cdr.valid}
@@ -79,55 +80,46 @@ acl() {  # acl USER [kafka-acls.sh resource/operation arguments...]
   "$BIN/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$CONF" \
     --add --force --allow-principal "User:$user" "$@" >/dev/null
 }
-topic_ops() {  # topic_ops USER TOPIC OPERATION...
-  local user=$1 topic=$2; shift 2
+topics_ops() {  # topics_ops USER "OPERATION..." TOPIC...: one call for all of them
+  local user=$1 ops=$2; shift 2
   local args=()
-  for op in "$@"; do args+=(--operation "$op"); done
-  acl "$user" --topic "$topic" "${args[@]}"
+  for op in $ops; do args+=(--operation "$op"); done
+  for topic in "$@"; do args+=(--topic "$topic"); done
+  acl "$user" "${args[@]}"
 }
-group_prefix() {  # group_prefix USER PREFIX: join, commit and describe groups named PREFIX*
-  acl "$1" --resource-pattern-type prefixed --group "$2" --operation Read --operation Describe
+group_prefixes() {  # group_prefixes USER PREFIX...: join, commit and describe groups PREFIX*
+  local user=$1; shift
+  local args=()
+  for prefix in "$@"; do args+=(--group "$prefix"); done
+  acl "$user" --resource-pattern-type prefixed "${args[@]}" --operation Read --operation Describe
 }
 
 log "ACLs: producer writes $RAW"
-topic_ops producer "$RAW" Write Describe
+topics_ops producer "Write Describe" "$RAW"
 
 log "ACLs: validator reads $RAW, writes $VALID and $DLQ in transactions"
-topic_ops validator "$RAW" Read Describe
-topic_ops validator "$VALID" Write Read Describe
-topic_ops validator "$DLQ" Write Read Describe
-group_prefix validator "$VALIDATOR_GROUP"
-group_prefix validator kappa-dlq
-group_prefix validator kappa-ledger
-group_prefix validator kappa-quality
+topics_ops validator "Read Describe" "$RAW"
+topics_ops validator "Write Read Describe" "$VALID" "$DLQ"
+# its group (+ -dedup-rebuild), and the DLQ, ledger and quality tools' groups
+group_prefixes validator "$VALIDATOR_GROUP" kappa-dlq kappa-ledger kappa-quality
+# its transactional ids (instance -0, -1, ... and their -redrive)
 acl validator --resource-pattern-type prefixed --transactional-id "$VALIDATOR_TXN_PREFIX" \
-  --operation Write --operation Describe
-acl validator --resource-pattern-type prefixed --transactional-id kappa-redrive \
   --operation Write --operation Describe
 
 log "ACLs: aggregate reads $VALID, writes $BILLING, $NETWORK, $LATE"
-topic_ops aggregate "$VALID" Read Describe
-for topic in "$BILLING" "$NETWORK" "$LATE"; do
-  topic_ops aggregate "$topic" Write Describe
-done
-group_prefix aggregate spark-kafka-source
+topics_ops aggregate "Read Describe" "$VALID"
+topics_ops aggregate "Write Describe" "$BILLING" "$NETWORK" "$LATE"
+group_prefixes aggregate spark-kafka-source
 
 log "ACLs: replay (Airflow, parity, ledger) reads the log"
-topic_ops replay "$VALID" Read Describe DescribeConfigs
-for topic in "$RAW" "$DLQ" "$BILLING" "$NETWORK" "$LATE"; do
-  topic_ops replay "$topic" Read Describe
-done
-group_prefix replay spark-kafka-relation
-group_prefix replay kappa-replay
-group_prefix replay kappa-ledger
-group_prefix replay kappa-parity
+topics_ops replay "Read Describe DescribeConfigs" "$VALID"
+topics_ops replay "Read Describe" "$RAW" "$DLQ" "$BILLING" "$NETWORK" "$LATE"
+group_prefixes replay spark-kafka-relation kappa-replay kappa-ledger kappa-parity
 
 log "ACLs: kafka-ui reads every pipeline topic (it runs read-only)"
-for topic in "$RAW" "$VALID" "$DLQ" "$BILLING" "$NETWORK" "$LATE"; do
-  topic_ops kafka-ui "$topic" Read Describe DescribeConfigs
-done
+topics_ops kafka-ui "Read Describe DescribeConfigs" "$RAW" "$VALID" "$DLQ" "$BILLING" "$NETWORK" "$LATE"
 acl kafka-ui --cluster --operation Describe --operation DescribeConfigs
 acl kafka-ui --group '*' --operation Describe
-group_prefix kafka-ui kafka-ui
+group_prefixes kafka-ui kafka-ui
 
 log "done"
