@@ -55,12 +55,14 @@ def report(
         warnings.simplefilter("ignore")
         import great_expectations
         from great_expectations import checkpoint as gx_checkpoint
+        from great_expectations.data_context.types.base import ProgressBarsConfig
 
         gx: Any = great_expectations
         update_docs: Any = gx_checkpoint.UpdateDataDocsAction  # type: ignore[attr-defined]
 
         folder.mkdir(parents=True, exist_ok=True)
         context = gx.get_context(mode="file", project_root_dir=str(folder.resolve()))
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
         source = context.data_sources.add_or_update_pandas("cdr_raw_ranges")
         asset = next((a for a in source.assets if a.name == "cdr_raw"), None)
         if asset is None:

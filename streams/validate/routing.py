@@ -102,7 +102,7 @@ def frame_row(decoded: Decoded) -> tuple[dict[str, Any], list[Failure]]:
     ``type() is`` check per column."""
     rec = decoded.record
     failures: list[Failure] = []
-    if not _FRAME_SET <= decoded.writer_fields:
+    if not _FRAME_SET.issubset(decoded.writer_fields):
         for col in FRAME_COLUMNS:
             if col not in decoded.writer_fields:
                 if col in _REQUIRED:
