@@ -48,8 +48,9 @@ class _Clock:
         return (self.last[1] - self.first[1]) / (self.last[0] - self.first[0])
 
 
-def baseline(kafka: KafkaSettings, raw: str, out: str, batch_size: int,
-             settings: ValidatorSettings) -> dict[str, Any]:
+def baseline(
+    kafka: KafkaSettings, raw: str, out: str, batch_size: int, settings: ValidatorSettings
+) -> dict[str, Any]:
     """Consume raw and re-produce every record unchanged, one transaction per batch."""
     tag = uuid.uuid4().hex[:8]
     producer = transactional_producer(kafka, settings, f"bench-baseline-{tag}")
@@ -82,15 +83,18 @@ def baseline(kafka: KafkaSettings, raw: str, out: str, batch_size: int,
             for m in batch:
                 while True:
                     try:
-                        producer.produce(out, m.value(), m.key(), timestamp=m.timestamp()[1],
-                                         headers=m.headers())
+                        producer.produce(
+                            out, m.value(), m.key(), timestamp=m.timestamp()[1], headers=m.headers()
+                        )
                         break
                     except BufferError:
                         producer.poll(0.05)
                 last[m.partition() or 0] = m.offset() or 0
             producer.send_offsets_to_transaction(
                 [TopicPartition(raw, p, o + 1) for p, o in last.items()],
-                consumer.consumer_group_metadata(), 60)
+                consumer.consumer_group_metadata(),
+                60,
+            )
             producer.commit_transaction(120)
             txn_seconds += time.perf_counter() - t0
             records += len(batch)
@@ -113,9 +117,13 @@ def main() -> None:
     args = parser.parse_args()
     with bench_stack() as stack:
         tag = uuid.uuid4().hex[:8]
-        topics = TopicSettings().model_copy(update={
-            "raw": f"bench.raw.{tag}", "valid": f"bench.valid.{tag}",
-            "dlq": f"bench.dlq.{tag}"})
+        topics = TopicSettings().model_copy(
+            update={
+                "raw": f"bench.raw.{tag}",
+                "valid": f"bench.valid.{tag}",
+                "dlq": f"bench.dlq.{tag}",
+            }
+        )
         copy_topic = f"bench.copy.{tag}"
         names = [topics.raw, topics.valid, topics.dlq, copy_topic]
         ensure_topics(stack.kafka, names, partitions=3, retention_ms=topics.retention_ms)
@@ -126,27 +134,38 @@ def main() -> None:
     write_results("validate", figures)
 
 
-def _run(stack: Any, topics: TopicSettings, copy_topic: str,
-         args: argparse.Namespace) -> dict[str, Any]:
+def _run(
+    stack: Any, topics: TopicSettings, copy_topic: str, args: argparse.Namespace
+) -> dict[str, Any]:
     t0 = time.perf_counter()
-    req = ProduceRequest(rate=0, count=args.count, duration_s=None, seed=2026,
-                         faults=FaultRates(bad=args.bad_rate), clock=WallClock(),
-                         topic=topics.raw)
+    req = ProduceRequest(
+        rate=0,
+        count=args.count,
+        duration_s=None,
+        seed=2026,
+        faults=FaultRates(bad=args.bad_rate),
+        clock=WallClock(),
+        topic=topics.raw,
+    )
     pstats = produce(stack.kafka, stack.registry, topics, req)
     preload_s = time.perf_counter() - t0
     print(f"pre-loaded {pstats.delivered:,} records in {preload_s:.1f} s")
 
     tag = uuid.uuid4().hex[:8]
     settings = ValidatorSettings(  # type: ignore[call-arg]
-        group_id=f"bench-validator-{tag}", transactional_id=f"bench-validator-{tag}",
-        batch_size=args.batch_size, metrics_port=0)
+        group_id=f"bench-validator-{tag}",
+        transactional_id=f"bench-validator-{tag}",
+        batch_size=args.batch_size,
+        metrics_port=0,
+    )
     clock = _Clock()
 
     def on_batch(stats: RunStats) -> None:
         clock.tick(stats.records_in)
 
-    stats = run(stack.kafka, stack.registry, topics, settings, until_caught_up=True,
-                on_batch=on_batch)
+    stats = run(
+        stack.kafka, stack.registry, topics, settings, until_caught_up=True, on_batch=on_batch
+    )
     busy = stats.seconds - stats.startup_seconds
     print(f"validator: {stats.records_in:,} records, {clock.rate():,.0f}/s sustained")
 
@@ -183,7 +202,8 @@ def _run(stack: Any, topics: TopicSettings, copy_topic: str,
         },
         "baseline_consume_reproduce_in_transactions": base,
         "ratio_validator_to_baseline": round(rate / base["sustained_records_per_s"], 3)
-        if base["sustained_records_per_s"] else None,
+        if base["sustained_records_per_s"]
+        else None,
         "target_records_per_s": 50_000,
     }
 

@@ -176,8 +176,13 @@ def rebuild(
     finally:
         consumer.close()
     state.evict()
-    log.info("dedup rebuilt partitions=%s read=%d keys=%d seconds=%.2f", sorted(wanted), read,
-             len(state), time.monotonic() - started)
+    log.info(
+        "dedup rebuilt partitions=%s read=%d keys=%d seconds=%.2f",
+        sorted(wanted),
+        read,
+        len(state),
+        time.monotonic() - started,
+    )
     return read
 
 

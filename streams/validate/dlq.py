@@ -93,8 +93,9 @@ def tail(
         for msg in read_range(consumer, topics.dlq, starts, follow=follow):
             got = decoder.decode(msg.value())
             if not isinstance(got, Decoded):
-                log.warning("unreadable dead letter partition=%s offset=%s", msg.partition(),
-                            msg.offset())
+                log.warning(
+                    "unreadable dead letter partition=%s offset=%s", msg.partition(), msg.offset()
+                )
                 continue
             view = DeadLetterView(msg.partition() or 0, msg.offset() or 0, got.record)
             if since is not None and view.judged_at < since:
@@ -122,9 +123,12 @@ class RedriveReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "dry_run": self.dry_run, "suite_version": self.suite_version,
-            "candidates": self.candidates, "already_valid": self.already_valid,
-            "moved": self.moved_total, "moved_by_original_rule": dict(sorted(self.moved.items())),
+            "dry_run": self.dry_run,
+            "suite_version": self.suite_version,
+            "candidates": self.candidates,
+            "already_valid": self.already_valid,
+            "moved": self.moved_total,
+            "moved_by_original_rule": dict(sorted(self.moved.items())),
             "still_failing_by_original_rule": dict(sorted(self.still_failing.items())),
             "failing_now_by_rule": dict(sorted(self.now_failing.items())),
         }
@@ -143,8 +147,11 @@ def redrive(
     """Move dead letters that pass the current suite to cdr.valid, exactly once."""
     suite = CdrSuite(suite_config(settings))
     report = RedriveReport(dry_run=dry_run, suite_version=suite.version)
-    letters = [v for v in tail(kafka, registry, topics, rule=rule, since=since)
-               if v.record["source_topic"] == topics.raw]
+    letters = [
+        v
+        for v in tail(kafka, registry, topics, rule=rule, since=since)
+        if v.record["source_topic"] == topics.raw
+    ]
     if not letters:
         return report
     dedup = DedupState(int(settings.dedup_horizon_s * 1000))
@@ -160,9 +167,14 @@ def redrive(
             report.already_valid += 1
             continue
         done.add(coords)  # two dead letters of one raw record: judge it once
-        raw = RawRecord(r["source_topic"], r["source_partition"], r["source_offset"],
-                        _ms(r.get("source_timestamp")) or None, r.get("original_key"),
-                        r.get("original_value"))
+        raw = RawRecord(
+            r["source_topic"],
+            r["source_partition"],
+            r["source_offset"],
+            _ms(r.get("source_timestamp")) or None,
+            r.get("original_key"),
+            r.get("original_value"),
+        )
         todo.append((raw, v))
     report.candidates = len(todo)
     outputs = Outputs.register(client, topics) if not dry_run else None
@@ -172,10 +184,15 @@ def redrive(
         producer.begin_transaction()
     try:
         for i in range(0, len(todo), _CHUNK):
-            chunk = todo[i:i + _CHUNK]
+            chunk = todo[i : i + _CHUNK]
             by_coords = {(raw.partition, raw.offset): view for raw, view in chunk}
-            routed = validate([raw for raw, _ in chunk], decode=decoder.decode, suite=suite,
-                              seen=dedup.seen, judged_at_ms=time.time_ns() // 1_000_000)
+            routed = validate(
+                [raw for raw, _ in chunk],
+                decode=decoder.decode,
+                suite=suite,
+                seen=dedup.seen,
+                judged_at_ms=time.time_ns() // 1_000_000,
+            )
             dedup.add_many(routed.accepted)
             for d in routed.dead:
                 view = by_coords[(d.source.partition, d.source.offset)]
@@ -186,8 +203,9 @@ def redrive(
                 view = by_coords[(ok.source.partition, ok.source.offset)]
                 report.moved.update(view.rules)
                 if outputs is not None:
-                    extra = [(hdr.REDRIVEN, hdr.coords(topics.dlq, view.dlq_partition,
-                                                       view.dlq_offset))]
+                    extra = [
+                        (hdr.REDRIVEN, hdr.coords(topics.dlq, view.dlq_partition, view.dlq_offset))
+                    ]
                     messages.append(outputs.valid(ok, extra))
             if producer is not None and outputs is not None:
                 produce_all(producer, outputs.valid_topic, messages)
@@ -211,8 +229,9 @@ def _ms(value: Any) -> int:
     return int(value or 0)
 
 
-def _valid_sources(kafka: KafkaSettings, topics: TopicSettings, dedup: DedupState,
-                   from_ms: int) -> set[tuple[int, int]]:
+def _valid_sources(
+    kafka: KafkaSettings, topics: TopicSettings, dedup: DedupState, from_ms: int
+) -> set[tuple[int, int]]:
     """Raw coordinates already on cdr.valid (from ``from_ms``), feeding ``dedup`` too."""
     consumer = side_consumer(kafka, "dlq-redrive")
     out: set[tuple[int, int]] = set()

@@ -25,8 +25,15 @@ def expect_column_pair_values_to_differ() -> type[Any]:
 
     class ColumnPairValuesDiffer(ColumnPairMapMetricProvider):  # type: ignore[misc,valid-type]
         condition_metric_name = "column_pair_values.kappa_differ"
-        condition_domain_keys = ("batch_id", "table", "column_A", "column_B", "row_condition",
-                                 "condition_parser", "ignore_row_if")
+        condition_domain_keys = (
+            "batch_id",
+            "table",
+            "column_A",
+            "column_B",
+            "row_condition",
+            "condition_parser",
+            "ignore_row_if",
+        )
         condition_value_keys = ()
 
         @column_pair_condition_partial(engine=PandasExecutionEngine)  # type: ignore[untyped-decorator]
@@ -36,11 +43,14 @@ def expect_column_pair_values_to_differ() -> type[Any]:
     class ExpectColumnPairValuesToDiffer(ColumnPairMapExpectation):  # type: ignore[misc]
         """Expect the values of column_A and column_B to differ in every row."""
 
-        ignore_row_if: Literal[
-            "both_values_are_missing", "either_value_is_missing", "neither"
-        ] = "either_value_is_missing"
-        library_metadata: ClassVar[dict[str, Any]] = {"maturity": "experimental", "tags": [],
-                                                      "contributors": ["telecom-kappa"]}
+        ignore_row_if: Literal["both_values_are_missing", "either_value_is_missing", "neither"] = (
+            "either_value_is_missing"
+        )
+        library_metadata: ClassVar[dict[str, Any]] = {
+            "maturity": "experimental",
+            "tags": [],
+            "contributors": ["telecom-kappa"],
+        }
         map_metric = "column_pair_values.kappa_differ"
         success_keys = ("column_A", "column_B", "ignore_row_if", "mostly")
         args_keys = ("column_A", "column_B")

@@ -59,11 +59,16 @@ class RunStats:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "batches": self.batches, "records_in": self.records_in, "valid": self.valid,
-            "dead_lettered": self.dead, "by_rule": dict(sorted(self.by_rule.items())),
-            "aborts": self.aborts, "gx_seconds": round(self.gx_seconds, 3),
+            "batches": self.batches,
+            "records_in": self.records_in,
+            "valid": self.valid,
+            "dead_lettered": self.dead,
+            "by_rule": dict(sorted(self.by_rule.items())),
+            "aborts": self.aborts,
+            "gx_seconds": round(self.gx_seconds, 3),
             "decode_seconds": round(self.decode_seconds, 3),
-            "transaction_seconds": round(self.txn_seconds, 3), "seconds": round(self.seconds, 3),
+            "transaction_seconds": round(self.txn_seconds, 3),
+            "seconds": round(self.seconds, 3),
             "startup_seconds": round(self.startup_seconds, 3),
         }
 
@@ -76,15 +81,19 @@ def suite_config(settings: ValidatorSettings) -> SuiteConfig:
     )
 
 
-def transactional_producer(kafka: KafkaSettings, settings: ValidatorSettings,
-                           transactional_id: str) -> Producer:
-    producer = clients.producer(kafka, **{
-        "transactional.id": transactional_id,
-        "transaction.timeout.ms": settings.transaction_timeout_ms,
-        "linger.ms": 5,
-        "queue.buffering.max.messages": 1_000_000,
-        "queue.buffering.max.kbytes": 1_048_576,
-    })
+def transactional_producer(
+    kafka: KafkaSettings, settings: ValidatorSettings, transactional_id: str
+) -> Producer:
+    producer = clients.producer(
+        kafka,
+        **{
+            "transactional.id": transactional_id,
+            "transaction.timeout.ms": settings.transaction_timeout_ms,
+            "linger.ms": 5,
+            "queue.buffering.max.messages": 1_000_000,
+            "queue.buffering.max.kbytes": 1_048_576,
+        },
+    )
     producer.init_transactions(60)
     return producer
 
@@ -101,8 +110,13 @@ def produce_all(producer: Producer, topic: str, messages: Sequence[Message]) -> 
 
 
 class _Job:
-    def __init__(self, kafka: KafkaSettings, registry: RegistrySettings, topics: TopicSettings,
-                 settings: ValidatorSettings) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        registry: RegistrySettings,
+        topics: TopicSettings,
+        settings: ValidatorSettings,
+    ) -> None:
         self.kafka, self.topics, self.settings = kafka, topics, settings
         client = clients.registry(registry)
         self.outputs = Outputs.register(client, topics)
@@ -117,8 +131,13 @@ class _Job:
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         parts = [tp.partition for tp in partitions]
         log.info("assigned topic=%s partitions=%s", self.topics.raw, parts)
-        rebuild(self.dedup, self._side_consumer, valid_topic=self.topics.valid,
-                raw_topic=self.topics.raw, raw_partitions=parts)
+        rebuild(
+            self.dedup,
+            self._side_consumer,
+            valid_topic=self.topics.valid,
+            raw_topic=self.topics.raw,
+            raw_partitions=parts,
+        )
         metrics.VALIDATOR_DEDUP_KEYS.set(len(self.dedup))
         for p in parts:
             self.eof[p] = False
@@ -131,24 +150,32 @@ class _Job:
             self.eof.pop(p, None)
 
     def _side_consumer(self) -> Consumer:
-        return clients.consumer(self.kafka, f"{self.settings.group_id}-dedup-rebuild",
-                                **{"enable.partition.eof": False})
+        return clients.consumer(
+            self.kafka, f"{self.settings.group_id}-dedup-rebuild", **{"enable.partition.eof": False}
+        )
 
     # -- one micro-batch -----------------------------------------------------------------
 
     def process(self, producer: Producer, consumer: Consumer, batch: list[RawRecord]) -> bool:
         started = time.perf_counter()
         judged_at = time.time_ns() // 1_000_000
-        routed = validate(batch, decode=self.decoder.decode, suite=self.suite,
-                          seen=self.dedup.seen, judged_at_ms=judged_at)
+        routed = validate(
+            batch,
+            decode=self.decoder.decode,
+            suite=self.suite,
+            seen=self.dedup.seen,
+            judged_at_ms=judged_at,
+        )
         t0 = time.perf_counter()
         try:
             self._transact(producer, consumer, batch, routed, judged_at)
         except KafkaException as exc:
             err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
             if err is not None and err.fatal():
-                msg = (f"transaction failed fatally: {err.str()}; another instance may own "
-                       "this transactional.id")
+                msg = (
+                    f"transaction failed fatally: {err.str()}; another instance may own "
+                    "this transactional.id"
+                )
                 raise ValidatorFencedError(msg) from exc
             log.warning("transaction aborted error=%s records=%d; rewinding", exc, len(batch))
             self._abort(producer)
@@ -161,8 +188,14 @@ class _Job:
         self._account(batch, routed, txn, time.perf_counter() - started)
         return True
 
-    def _transact(self, producer: Producer, consumer: Consumer, batch: list[RawRecord],
-                  routed: Routed, judged_at: int) -> None:
+    def _transact(
+        self,
+        producer: Producer,
+        consumer: Consumer,
+        batch: list[RawRecord],
+        routed: Routed,
+        judged_at: int,
+    ) -> None:
         out = self.outputs
         version = self.suite.version
         producer.begin_transaction()
@@ -216,8 +249,14 @@ class _Job:
         metrics.VALIDATOR_BATCH_SECONDS.observe(total)
         metrics.VALIDATOR_GX_SECONDS.observe(routed.gx_seconds)
         metrics.VALIDATOR_TRANSACTION_SECONDS.observe(txn)
-        log.debug("batch records=%d valid=%d dead=%d gx=%.3f txn=%.3f", len(batch),
-                  len(routed.valid), len(routed.dead), routed.gx_seconds, txn)
+        log.debug(
+            "batch records=%d valid=%d dead=%d gx=%.3f txn=%.3f",
+            len(batch),
+            len(routed.valid),
+            len(routed.dead),
+            routed.gx_seconds,
+            txn,
+        )
 
 
 def _check_topics(admin_consumer: Consumer, topics: list[str]) -> None:
@@ -243,24 +282,41 @@ def run(
     stop = stop or threading.Event()
     started = time.monotonic()
     job = _Job(kafka, registry, topics, settings)
-    consumer = clients.consumer(kafka, settings.group_id, **{
-        "group.instance.id": settings.transactional_id,
-        "session.timeout.ms": settings.session_timeout_ms,
-        "enable.partition.eof": True,
-        "max.poll.interval.ms": 600_000,
-    })
+    consumer = clients.consumer(
+        kafka,
+        settings.group_id,
+        **{
+            "group.instance.id": settings.transactional_id,
+            "session.timeout.ms": settings.session_timeout_ms,
+            "enable.partition.eof": True,
+            "max.poll.interval.ms": 600_000,
+        },
+    )
     producer: Producer | None = None
     try:
         _check_topics(consumer, [topics.raw, topics.valid, topics.dlq])
         producer = transactional_producer(kafka, settings, settings.transactional_id)
-        consumer.subscribe([topics.raw], on_assign=job.on_assign, on_revoke=job.on_revoke,
-                           on_lost=job.on_revoke)
+        consumer.subscribe(
+            [topics.raw], on_assign=job.on_assign, on_revoke=job.on_revoke, on_lost=job.on_revoke
+        )
         job.stats.startup_seconds = time.monotonic() - started
-        log.info("validator started raw=%s valid=%s dlq=%s suite=%s transactional_id=%s",
-                 topics.raw, topics.valid, topics.dlq, settings.suite_version,
-                 settings.transactional_id)
-        _loop(job, producer, consumer, stop, max_idle_s=max_idle_s,
-              until_caught_up=until_caught_up, on_batch=on_batch)
+        log.info(
+            "validator started raw=%s valid=%s dlq=%s suite=%s transactional_id=%s",
+            topics.raw,
+            topics.valid,
+            topics.dlq,
+            settings.suite_version,
+            settings.transactional_id,
+        )
+        _loop(
+            job,
+            producer,
+            consumer,
+            stop,
+            max_idle_s=max_idle_s,
+            until_caught_up=until_caught_up,
+            on_batch=on_batch,
+        )
     finally:
         job.stats.seconds = time.monotonic() - started
         consumer.close()
@@ -270,9 +326,16 @@ def run(
     return job.stats
 
 
-def _loop(job: _Job, producer: Producer, consumer: Consumer, stop: threading.Event, *,
-          max_idle_s: float | None, until_caught_up: bool,
-          on_batch: Callable[[RunStats], None] | None) -> None:
+def _loop(
+    job: _Job,
+    producer: Producer,
+    consumer: Consumer,
+    stop: threading.Event,
+    *,
+    max_idle_s: float | None,
+    until_caught_up: bool,
+    on_batch: Callable[[RunStats], None] | None,
+) -> None:
     s = job.settings
     last_data = time.monotonic()
     next_lag = last_data + 5.0
@@ -293,9 +356,16 @@ def _loop(job: _Job, producer: Producer, consumer: Consumer, stop: threading.Eve
                 continue
             ts_type, ts = m.timestamp()
             job.eof[m.partition()] = False
-            batch.append(RawRecord(m.topic(), m.partition(), m.offset(),  # type: ignore[arg-type]
-                                   None if ts_type == TIMESTAMP_NOT_AVAILABLE else ts,
-                                   m.key(), m.value()))
+            batch.append(
+                RawRecord(
+                    m.topic(),
+                    m.partition(),
+                    m.offset(),  # type: ignore[arg-type]
+                    None if ts_type == TIMESTAMP_NOT_AVAILABLE else ts,
+                    m.key(),
+                    m.value(),
+                )
+            )
         now = time.monotonic()
         if batch:
             last_data = now

@@ -53,9 +53,13 @@ class LedgerReport:
         return {
             "raw_topic": self.raw_topic,
             "ranges": {str(p): list(r) for p, r in sorted(self.ranges.items())},
-            "raw": self.raw, "valid": self.valid, "dead_lettered": self.dead,
-            "redriven": self.redriven, "by_rule": dict(sorted(self.by_rule.items())),
-            "missing": len(self.missing), "doubled": len(self.doubled),
+            "raw": self.raw,
+            "valid": self.valid,
+            "dead_lettered": self.dead,
+            "redriven": self.redriven,
+            "by_rule": dict(sorted(self.by_rule.items())),
+            "missing": len(self.missing),
+            "doubled": len(self.doubled),
             "missing_offsets": [f"{p}:{o}" for p, o in self.missing[:_LIST_MAX]],
             "doubled_offsets": [f"{p}:{o} ({why})" for p, o, why in self.doubled[:_LIST_MAX]],
             "balanced": self.balanced,
@@ -77,13 +81,24 @@ def ledger(
     ``partition``."""
     consumer = side_consumer(kafka, "ledger")
     try:
-        ranges = _ranges(consumer, topics.raw, start, end, partition=partition,
-                         from_offset=from_offset, to_offset=to_offset)
+        ranges = _ranges(
+            consumer,
+            topics.raw,
+            start,
+            end,
+            partition=partition,
+            from_offset=from_offset,
+            to_offset=to_offset,
+        )
         report = LedgerReport(topics.raw, ranges)
         offsets: dict[int, set[int]] = {p: set() for p in ranges}
         min_ts: int | None = None
-        for msg in read_range(consumer, topics.raw, {p: r[0] for p, r in ranges.items()},
-                              {p: r[1] for p, r in ranges.items()}):
+        for msg in read_range(
+            consumer,
+            topics.raw,
+            {p: r[0] for p, r in ranges.items()},
+            {p: r[1] for p, r in ranges.items()},
+        ):
             p, o = msg.partition(), msg.offset()
             assert p is not None
             assert o is not None
@@ -132,9 +147,16 @@ def ledger(
         consumer.close()
 
 
-def _ranges(consumer: Any, topic: str, start: datetime | None, end: datetime | None, *,
-            partition: int | None, from_offset: int | None,
-            to_offset: int | None) -> dict[int, tuple[int, int]]:
+def _ranges(
+    consumer: Any,
+    topic: str,
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    partition: int | None,
+    from_offset: int | None,
+    to_offset: int | None,
+) -> dict[int, tuple[int, int]]:
     parts = partitions_of(consumer, topic)
     if partition is not None:
         if partition not in parts:

@@ -35,7 +35,8 @@ class Outputs:
         valid_id = register(client, subject(topics.valid), schema_text(SchemaName.CDR))
         dlq_id = register(client, subject(topics.dlq), schema_text(SchemaName.DEAD_LETTER))
         return cls(
-            topics.valid, topics.dlq,
+            topics.valid,
+            topics.dlq,
             WireEncoder(load_schema(SchemaName.CDR), valid_id),
             WireEncoder(load_schema(SchemaName.DEAD_LETTER), dlq_id),
         )
@@ -53,8 +54,9 @@ class Outputs:
             "original_key": src.key,
             "original_value": src.value,
             "call_id": d.call_id,
-            "failures": [{"rule": f.rule, "column": f.column, "observed": f.observed}
-                         for f in d.failures],
+            "failures": [
+                {"rule": f.rule, "column": f.column, "observed": f.observed} for f in d.failures
+            ],
             "suite_version": suite_version,
             "schema_id": d.schema_id,
             "source_topic": src.topic,
@@ -63,6 +65,8 @@ class Outputs:
             "source_timestamp": src.timestamp_ms,
             "judged_at": judged_at_ms,
         }
-        headers = [(hdr.SOURCE, hdr.coords(src.topic, src.partition, src.offset)),
-                   (hdr.SUITE, suite_version.encode())]
+        headers = [
+            (hdr.SOURCE, hdr.coords(src.topic, src.partition, src.offset)),
+            (hdr.SUITE, suite_version.encode()),
+        ]
         return self.dlq_encoder.encode(record), src.key, src.timestamp_ms or 0, headers

@@ -75,27 +75,41 @@ def report(
             suite.add_expectation(exp)
         suite = context.suites.add_or_update(suite)
         vd = context.validation_definitions.add_or_update(
-            gx.ValidationDefinition(data=bd, suite=suite, name=f"{config.name}-range"))
-        checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
-            name="cdr_raw_range", validation_definitions=[vd],
-            actions=[update_docs(name="data_docs")],
-            result_format={"result_format": "SUMMARY"}))
+            gx.ValidationDefinition(data=bd, suite=suite, name=f"{config.name}-range")
+        )
+        checkpoint = context.checkpoints.add_or_update(
+            gx.Checkpoint(
+                name="cdr_raw_range",
+                validation_definitions=[vd],
+                actions=[update_docs(name="data_docs")],
+                result_format={"result_format": "SUMMARY"},
+            )
+        )
         params = {MAX_EVENT_TIME_PARAM: time.time_ns() // 1_000_000 + config.future_tolerance_ms}
-        result = checkpoint.run(batch_parameters={"dataframe": frame},
-                                expectation_parameters=params)
+        result = checkpoint.run(
+            batch_parameters={"dataframe": frame}, expectation_parameters=params
+        )
         run = next(iter(result.run_results.values()))
         stats = run.statistics
         sites = context.get_docs_sites_urls()
     index = Path(str(sites[0]["site_url"]).removeprefix("file://")) if sites else folder
     return QualityReport(
-        records=len(frame) + undecodable, undecodable=undecodable, success=bool(result.success),
+        records=len(frame) + undecodable,
+        undecodable=undecodable,
+        success=bool(result.success),
         expectations=int(stats.get("evaluated_expectations", 0)),
-        failed_expectations=int(stats.get("unsuccessful_expectations", 0)), index=index,
+        failed_expectations=int(stats.get("unsuccessful_expectations", 0)),
+        index=index,
     )
 
 
-def _frame(kafka: KafkaSettings, registry: RegistrySettings, topics: TopicSettings,
-           start: datetime | None, end: datetime | None) -> tuple[pd.DataFrame, int]:
+def _frame(
+    kafka: KafkaSettings,
+    registry: RegistrySettings,
+    topics: TopicSettings,
+    start: datetime | None,
+    end: datetime | None,
+) -> tuple[pd.DataFrame, int]:
     decoder = WireDecoder(clients.registry(registry))
     consumer = side_consumer(kafka, "quality-report")
     rows = []

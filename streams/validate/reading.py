@@ -26,18 +26,21 @@ def partitions_of(consumer: Consumer, topic: str) -> list[int]:
     return sorted(meta.partitions)
 
 
-def offsets_at(consumer: Consumer, topic: str, partitions: list[int],
-               when: datetime | int | None) -> dict[int, int]:
+def offsets_at(
+    consumer: Consumer, topic: str, partitions: list[int], when: datetime | int | None
+) -> dict[int, int]:
     """Per partition, the first offset whose timestamp is at or after ``when`` (ms or a
     datetime; None: the beginning). A partition with no such record maps to its end."""
     out: dict[int, int] = {}
-    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-            for p in partitions}
+    ends = {
+        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30) for p in partitions
+    }
     if when is None:
         return {p: lo for p, (lo, _) in ends.items()}
     ms = int(when.timestamp() * 1000) if isinstance(when, datetime) else int(when)
-    found = consumer.offsets_for_times([TopicPartition(topic, p, max(ms, 0)) for p in partitions],
-                                       timeout=30)
+    found = consumer.offsets_for_times(
+        [TopicPartition(topic, p, max(ms, 0)) for p in partitions], timeout=30
+    )
     for tp in found:
         out[tp.partition] = ends[tp.partition][1] if tp.offset in (OFFSET_END, -1) else tp.offset
     return out
@@ -55,8 +58,10 @@ def read_range(
     """Records of ``topic`` from ``starts`` (partition -> offset) up to ``ends`` (exclusive;
     default: each partition's end now). ``follow``: keep reading as records arrive."""
     if ends is None:
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
-                for p in starts}
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+            for p in starts
+        }
     pending = {p for p in starts if starts[p] < ends[p]}
     if not pending and not follow:
         return

@@ -26,7 +26,8 @@ _MS = timedelta(milliseconds=1)
 _STR_COLUMNS = frozenset({"call_id", "caller_num", "callee_num", "call_type", "tower_id"})
 _INT_COLUMNS = frozenset({"duration_sec", "signal_strength", "data_volume_kb", "event_time"})
 _TYPES: tuple[tuple[str, type], ...] = tuple(
-    (c, str if c in _STR_COLUMNS else int) for c in FRAME_COLUMNS)
+    (c, str if c in _STR_COLUMNS else int) for c in FRAME_COLUMNS
+)
 _FRAME_SET = frozenset(FRAME_COLUMNS)
 _REQUIRED = frozenset(rules.REQUIRED_COLUMNS)
 _OBSERVED_MAX = 200
@@ -106,8 +107,9 @@ def frame_row(decoded: Decoded) -> tuple[dict[str, Any], list[Failure]]:
         for col in FRAME_COLUMNS:
             if col not in decoded.writer_fields:
                 if col in _REQUIRED:
-                    failures.append(Failure(rules.SCHEMA.name, col,
-                                            "missing from the writer schema"))
+                    failures.append(
+                        Failure(rules.SCHEMA.name, col, "missing from the writer schema")
+                    )
                 rec[col] = None
     for col, kind in _TYPES:
         value = rec.get(col)
@@ -123,8 +125,9 @@ def frame_row(decoded: Decoded) -> tuple[dict[str, Any], list[Failure]]:
         if isinstance(value, str) and kind is str:
             rec[col] = str(value)
             continue
-        failures.append(Failure(rules.SCHEMA.name, col,
-                                f"{type(value).__name__}: {observed_text(value)}"))
+        failures.append(
+            Failure(rules.SCHEMA.name, col, f"{type(value).__name__}: {observed_text(value)}")
+        )
         rec[col] = None
     return rec, failures
 
@@ -180,14 +183,17 @@ def validate(
             failures.append(Failure(rule, column, observed_text(_observed(row, column))))
         call_id = row.get("call_id")
         ts = raw.timestamp_ms
-        if dedup_on and isinstance(call_id, str) and (
-            (raw.partition, call_id) in taken or seen(raw.partition, call_id, ts)
+        if (
+            dedup_on
+            and isinstance(call_id, str)
+            and ((raw.partition, call_id) in taken or seen(raw.partition, call_id, ts))
         ):
             failures.append(Failure(rules.DUPLICATE_CALL_ID.name, "call_id", call_id))
         sid = schema_ids.get(i)
         if failures:
-            routed.dead.append(Dead(raw, tuple(failures), call_id if isinstance(call_id, str)
-                                    else None, sid))
+            routed.dead.append(
+                Dead(raw, tuple(failures), call_id if isinstance(call_id, str) else None, sid)
+            )
             continue
         assert isinstance(call_id, str)
         taken.add((raw.partition, call_id))

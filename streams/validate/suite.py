@@ -33,16 +33,18 @@ log = logging.getLogger(__name__)
 
 FRAME_COLUMNS: tuple[str, ...] = (*rules.REQUIRED_COLUMNS, "data_volume_kb")
 # Rules a suite version may switch off. The others guard what a strict Cdr can hold.
-DISABLEABLE: frozenset[str] = frozenset({
-    rules.DUPLICATE_CALL_ID.name,
-    rules.PHONE_FORMAT.name,
-    rules.DURATION_RANGE.name,
-    rules.SIGNAL_RANGE.name,
-    rules.EVENT_TIME_FUTURE.name,
-    rules.SMS_DURATION.name,
-    rules.SELF_CALL.name,
-    rules.DATA_VOLUME.name,
-})
+DISABLEABLE: frozenset[str] = frozenset(
+    {
+        rules.DUPLICATE_CALL_ID.name,
+        rules.PHONE_FORMAT.name,
+        rules.DURATION_RANGE.name,
+        rules.SIGNAL_RANGE.name,
+        rules.EVENT_TIME_FUTURE.name,
+        rules.SMS_DURATION.name,
+        rules.SELF_CALL.name,
+        rules.DATA_VOLUME.name,
+    }
+)
 MAX_EVENT_TIME_PARAM = "max_event_time_ms"
 # The contract's pattern, anchored with \Z: pandas matches with Python's re, whose "$"
 # also matches before a trailing newline ("+94712345678\n" would pass).
@@ -71,8 +73,10 @@ class SuiteConfig:
             raise BadRuleNameError(msg)
         locked = self.disabled - DISABLEABLE
         if locked:
-            msg = (f"rule(s) {sorted(locked)} cannot be switched off: a strict Cdr needs them; "
-                   f"these can: {', '.join(sorted(DISABLEABLE))}")
+            msg = (
+                f"rule(s) {sorted(locked)} cannot be switched off: a strict Cdr needs them; "
+                f"these can: {', '.join(sorted(DISABLEABLE))}"
+            )
             raise BadRuleNameError(msg)
 
     def enabled(self, rule: str) -> bool:
@@ -98,39 +102,76 @@ def expectations(config: SuiteConfig) -> list[Any]:
         gxe.ExpectColumnValuesToNotBeNull(column=c, meta=tag(rules.NOT_NULL))
         for c in rules.REQUIRED_COLUMNS
     ]
-    out.append(gxe.ExpectColumnValuesToBeInSet(
-        column="call_type", value_set=list(rules.CALL_TYPES), meta=tag(rules.CALL_TYPE_DOMAIN)))
+    out.append(
+        gxe.ExpectColumnValuesToBeInSet(
+            column="call_type", value_set=list(rules.CALL_TYPES), meta=tag(rules.CALL_TYPE_DOMAIN)
+        )
+    )
     on = config.enabled
     if on(rules.PHONE_FORMAT.name):
-        out += [gxe.ExpectColumnValuesToMatchRegex(column=c, regex=PHONE_REGEX,
-                                                   meta=tag(rules.PHONE_FORMAT))
-                for c in ("caller_num", "callee_num")]
+        out += [
+            gxe.ExpectColumnValuesToMatchRegex(
+                column=c, regex=PHONE_REGEX, meta=tag(rules.PHONE_FORMAT)
+            )
+            for c in ("caller_num", "callee_num")
+        ]
     if on(rules.DURATION_RANGE.name):
-        out.append(gxe.ExpectColumnValuesToBeBetween(
-            column="duration_sec", min_value=0, max_value=rules.DURATION_MAX_SEC,
-            meta=tag(rules.DURATION_RANGE)))
+        out.append(
+            gxe.ExpectColumnValuesToBeBetween(
+                column="duration_sec",
+                min_value=0,
+                max_value=rules.DURATION_MAX_SEC,
+                meta=tag(rules.DURATION_RANGE),
+            )
+        )
     if on(rules.SIGNAL_RANGE.name):
-        out.append(gxe.ExpectColumnValuesToBeBetween(
-            column="signal_strength", min_value=rules.SIGNAL_MIN, max_value=rules.SIGNAL_MAX,
-            meta=tag(rules.SIGNAL_RANGE)))
+        out.append(
+            gxe.ExpectColumnValuesToBeBetween(
+                column="signal_strength",
+                min_value=rules.SIGNAL_MIN,
+                max_value=rules.SIGNAL_MAX,
+                meta=tag(rules.SIGNAL_RANGE),
+            )
+        )
     if on(rules.EVENT_TIME_FUTURE.name):
-        out.append(gxe.ExpectColumnValuesToBeBetween(
-            column="event_time", max_value={"$PARAMETER": MAX_EVENT_TIME_PARAM},
-            meta=tag(rules.EVENT_TIME_FUTURE)))
+        out.append(
+            gxe.ExpectColumnValuesToBeBetween(
+                column="event_time",
+                max_value={"$PARAMETER": MAX_EVENT_TIME_PARAM},
+                meta=tag(rules.EVENT_TIME_FUTURE),
+            )
+        )
     if on(rules.SMS_DURATION.name):
-        out.append(gxe.ExpectColumnValuesToBeBetween(
-            column="duration_sec", min_value=0, max_value=0,
-            row_condition=Column("call_type") == "SMS", meta=tag(rules.SMS_DURATION)))
+        out.append(
+            gxe.ExpectColumnValuesToBeBetween(
+                column="duration_sec",
+                min_value=0,
+                max_value=0,
+                row_condition=Column("call_type") == "SMS",
+                meta=tag(rules.SMS_DURATION),
+            )
+        )
     if on(rules.SELF_CALL.name):
         differ = expect_column_pair_values_to_differ()
         out.append(differ(column_A="caller_num", column_B="callee_num", meta=tag(rules.SELF_CALL)))
     if on(rules.DATA_VOLUME.name):
-        out.append(gxe.ExpectColumnValuesToBeBetween(
-            column="data_volume_kb", min_value=0,
-            row_condition=Column("call_type") == "DATA", meta=tag(rules.DATA_VOLUME)))
-        out.append(gxe.ExpectColumnValuesToBeBetween(
-            column="data_volume_kb", min_value=0, max_value=0,
-            row_condition=Column("call_type").is_in(["VOICE", "SMS"]), meta=tag(rules.DATA_VOLUME)))
+        out.append(
+            gxe.ExpectColumnValuesToBeBetween(
+                column="data_volume_kb",
+                min_value=0,
+                row_condition=Column("call_type") == "DATA",
+                meta=tag(rules.DATA_VOLUME),
+            )
+        )
+        out.append(
+            gxe.ExpectColumnValuesToBeBetween(
+                column="data_volume_kb",
+                min_value=0,
+                max_value=0,
+                row_condition=Column("call_type").is_in(["VOICE", "SMS"]),
+                meta=tag(rules.DATA_VOLUME),
+            )
+        )
     return out
 
 
@@ -182,8 +223,9 @@ class CdrSuite:
     def version(self) -> str:
         return self.config.version
 
-    def run(self, frame: pd.DataFrame,
-            judged_at_ms: int) -> dict[int, list[tuple[str, str | None]]]:
+    def run(
+        self, frame: pd.DataFrame, judged_at_ms: int
+    ) -> dict[int, list[tuple[str, str | None]]]:
         """Row position -> [(rule, column)] for every failed expectation."""
         if frame.empty:
             return {}
@@ -191,8 +233,11 @@ class CdrSuite:
         with self._gx.lock, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             batch = self._gx.batch_definition.get_batch(batch_parameters={"dataframe": frame})
-            result = batch.validate(self._suite, expectation_parameters=params,
-                                    result_format={"result_format": "COMPLETE"})
+            result = batch.validate(
+                self._suite,
+                expectation_parameters=params,
+                result_format={"result_format": "COMPLETE"},
+            )
         failed: dict[int, list[tuple[str, str | None]]] = {}
         for res in result.results:
             if res.success:

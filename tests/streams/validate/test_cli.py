@@ -22,30 +22,38 @@ pytestmark = pytest.mark.integration
 KAPPA = str(Path(sys.executable).with_name("kappa"))
 
 
-def _env(stack: Any, topics: TopicSettings, settings: ValidatorSettings,
-         tmp_path: Path) -> dict[str, str]:
+def _env(
+    stack: Any, topics: TopicSettings, settings: ValidatorSettings, tmp_path: Path
+) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "KAPPA_KAFKA_BOOTSTRAP": stack.kafka.bootstrap,
-        "KAPPA_SCHEMA_REGISTRY_URL": stack.registry.url,
-        "KAPPA_TOPIC_RAW": topics.raw, "KAPPA_TOPIC_VALID": topics.valid,
-        "KAPPA_TOPIC_DLQ": topics.dlq,
-        "KAPPA_VALIDATOR_GROUP_ID": settings.group_id,
-        "KAPPA_VALIDATOR_TRANSACTIONAL_ID": settings.transactional_id,
-        "KAPPA_VALIDATOR_METRICS_PORT": "0",
-        "KAPPA_VALIDATOR_QUALITY_DIR": str(tmp_path / "quality"),
-    })
+    env.update(
+        {
+            "KAPPA_KAFKA_BOOTSTRAP": stack.kafka.bootstrap,
+            "KAPPA_SCHEMA_REGISTRY_URL": stack.registry.url,
+            "KAPPA_TOPIC_RAW": topics.raw,
+            "KAPPA_TOPIC_VALID": topics.valid,
+            "KAPPA_TOPIC_DLQ": topics.dlq,
+            "KAPPA_VALIDATOR_GROUP_ID": settings.group_id,
+            "KAPPA_VALIDATOR_TRANSACTIONAL_ID": settings.transactional_id,
+            "KAPPA_VALIDATOR_METRICS_PORT": "0",
+            "KAPPA_VALIDATOR_QUALITY_DIR": str(tmp_path / "quality"),
+        }
+    )
     return env
 
 
 def _kappa(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([KAPPA, *args], env=env, capture_output=True, text=True, timeout=300,
-                          check=False)
+    return subprocess.run(
+        [KAPPA, *args], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 def test_background_validator_stops_cleanly_on_sigterm_and_the_tools_read_its_output(
-        stack: Any, validator_topics: TopicSettings, validator_settings: ValidatorSettings,
-        tmp_path: Path) -> None:
+    stack: Any,
+    validator_topics: TopicSettings,
+    validator_settings: ValidatorSettings,
+    tmp_path: Path,
+) -> None:
     topics = validator_topics
     env = _env(stack, topics, validator_settings, tmp_path)
     enc = raw_encoder(stack, topics)
@@ -54,8 +62,7 @@ def test_background_validator_stops_cleanly_on_sigterm_and_the_tools_read_its_ou
     bad = [valid_record(event_time=now, duration_sec=9999) for _ in range(4)]
     log = tmp_path / "validate.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([KAPPA, "validate"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([KAPPA, "validate"], env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         from kappa import clients
 

@@ -49,26 +49,30 @@ PHONE = re.compile(rules.PHONE_PATTERN.strip("^$"))
 
 def _env(stack: Any, topics: TopicSettings, settings: ValidatorSettings) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "KAPPA_KAFKA_BOOTSTRAP": stack.kafka.bootstrap,
-        "KAPPA_SCHEMA_REGISTRY_URL": stack.registry.url,
-        "KAPPA_TOPIC_RAW": topics.raw, "KAPPA_TOPIC_VALID": topics.valid,
-        "KAPPA_TOPIC_DLQ": topics.dlq,
-        "KAPPA_VALIDATOR_GROUP_ID": settings.group_id,
-        "KAPPA_VALIDATOR_TRANSACTIONAL_ID": settings.transactional_id,
-        "KAPPA_VALIDATOR_METRICS_PORT": "0",
-        "KAPPA_VALIDATOR_BATCH_SIZE": "2000",
-        "KAPPA_VALIDATOR_BATCH_SECONDS": "0.2",
-        "KAPPA_VALIDATOR_SESSION_TIMEOUT_MS": "6000",
-    })
+    env.update(
+        {
+            "KAPPA_KAFKA_BOOTSTRAP": stack.kafka.bootstrap,
+            "KAPPA_SCHEMA_REGISTRY_URL": stack.registry.url,
+            "KAPPA_TOPIC_RAW": topics.raw,
+            "KAPPA_TOPIC_VALID": topics.valid,
+            "KAPPA_TOPIC_DLQ": topics.dlq,
+            "KAPPA_VALIDATOR_GROUP_ID": settings.group_id,
+            "KAPPA_VALIDATOR_TRANSACTIONAL_ID": settings.transactional_id,
+            "KAPPA_VALIDATOR_METRICS_PORT": "0",
+            "KAPPA_VALIDATOR_BATCH_SIZE": "2000",
+            "KAPPA_VALIDATOR_BATCH_SECONDS": "0.2",
+            "KAPPA_VALIDATOR_SESSION_TIMEOUT_MS": "6000",
+        }
+    )
     return env
 
 
 def _start(env: dict[str, str], log: Path, *extra: str) -> subprocess.Popen[bytes]:
     kappa = Path(sys.executable).with_name("kappa")
     with log.open("ab") as out:
-        return subprocess.Popen([str(kappa), "validate", *extra], env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [str(kappa), "validate", *extra], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 def _wait_started(proc: subprocess.Popen[bytes], log: Path, starts: int, timeout: float) -> None:
@@ -83,11 +87,13 @@ def _wait_started(proc: subprocess.Popen[bytes], log: Path, starts: int, timeout
 
 
 def _expected(raw_id: int) -> list[Generated]:
-    gen = CdrGenerator(seed=SEED, clock=WallClock(),
-                       encode=WireEncoder(load_schema(SchemaName.CDR_RAW), raw_id).encode,
-                       encode_legacy=WireEncoder(load_schema(SchemaName.LEGACY_CDR_EVENT),
-                                                 raw_id).encode,
-                       faults=FAULTS)
+    gen = CdrGenerator(
+        seed=SEED,
+        clock=WallClock(),
+        encode=WireEncoder(load_schema(SchemaName.CDR_RAW), raw_id).encode,
+        encode_legacy=WireEncoder(load_schema(SchemaName.LEGACY_CDR_EVENT), raw_id).encode,
+        faults=FAULTS,
+    )
     return [gen.next() for _ in range(COUNT)]
 
 
@@ -101,18 +107,29 @@ def _really_faulty(g: Generated) -> bool:
 
 
 def test_kill_9_at_random_moments_loses_and_doubles_nothing(
-        stack: Any, validator_topics: TopicSettings, validator_settings: ValidatorSettings,
-        tmp_path: Path) -> None:
+    stack: Any,
+    validator_topics: TopicSettings,
+    validator_settings: ValidatorSettings,
+    tmp_path: Path,
+) -> None:
     topics = validator_topics
     env = _env(stack, topics, validator_settings)
     log = tmp_path / "validator.log"
     rng = random.Random(7)
-    req = ProduceRequest(rate=RATE, count=COUNT, duration_s=None, seed=SEED, faults=FAULTS,
-                         clock=WallClock(), topic=topics.raw)
+    req = ProduceRequest(
+        rate=RATE,
+        count=COUNT,
+        duration_s=None,
+        seed=SEED,
+        faults=FAULTS,
+        clock=WallClock(),
+        topic=topics.raw,
+    )
     produced: dict[str, Any] = {}
     producer = threading.Thread(
         target=lambda: produced.update(stats=produce(stack.kafka, stack.registry, topics, req)),
-        daemon=True)
+        daemon=True,
+    )
     producer.start()
     started = time.monotonic()
     kills = 0
@@ -139,8 +156,13 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(
     assert kills == KILLS
     elapsed = time.monotonic() - started
 
-    report = ledger(stack.kafka, stack.registry, topics,
-                    start=datetime(2000, 1, 1, tzinfo=UTC), end=datetime(2100, 1, 1, tzinfo=UTC))
+    report = ledger(
+        stack.kafka,
+        stack.registry,
+        topics,
+        start=datetime(2000, 1, 1, tzinfo=UTC),
+        end=datetime(2100, 1, 1, tzinfo=UTC),
+    )
     assert report.balanced, report.as_dict()
     assert report.raw == COUNT
 
@@ -159,11 +181,19 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(
     got_pairs: Counter[tuple[bytes | None, str | None]] = Counter()
     for d in dead:
         rule_names = [f["rule"] for f in d["failures"]]
-        match = next(((d["original_key"], r) for r in rule_names
-                      if want[(d["original_key"], r)] > got_pairs[(d["original_key"], r)]), None)
+        match = next(
+            (
+                (d["original_key"], r)
+                for r in rule_names
+                if want[(d["original_key"], r)] > got_pairs[(d["original_key"], r)]
+            ),
+            None,
+        )
         assert match is not None, (d["original_key"], rule_names)
         got_pairs[match] += 1
     assert got_pairs == want
     assert len(dead) == len(expected)
-    print(f"crash test: {kills} kills, {COUNT} records, {len(dead)} dead letters, "
-          f"{len(valid)} valid, {elapsed:.0f} s")
+    print(
+        f"crash test: {kills} kills, {COUNT} records, {len(dead)} dead letters, "
+        f"{len(valid)} valid, {elapsed:.0f} s"
+    )

@@ -44,7 +44,8 @@ def _decode_all(stack: Any, msgs: list[Any]) -> list[dict[str, Any]]:
 
 
 def test_poison_pills_land_in_the_dlq_while_the_job_keeps_running(
-        stack: Any, validator_topics: TopicSettings, validator_settings: ValidatorSettings) -> None:
+    stack: Any, validator_topics: TopicSettings, validator_settings: ValidatorSettings
+) -> None:
     topics = validator_topics
     enc = raw_encoder(stack, topics)
     good = enc.encode(_now_record())
@@ -57,9 +58,12 @@ def test_poison_pills_land_in_the_dlq_while_the_job_keeps_running(
     }
     stop = threading.Event()
     batches: list[RunStats] = []
-    job = threading.Thread(target=run, args=(stack.kafka, stack.registry, topics,
-                                             validator_settings),
-                           kwargs={"stop": stop, "on_batch": batches.append}, daemon=True)
+    job = threading.Thread(
+        target=run,
+        args=(stack.kafka, stack.registry, topics, validator_settings),
+        kwargs={"stop": stop, "on_batch": batches.append},
+        daemon=True,
+    )
     _produce(stack, topics.raw, [(f"pill-{k}".encode(), v) for k, v in pills.items()])
     job.start()
     try:
@@ -78,15 +82,19 @@ def test_poison_pills_land_in_the_dlq_while_the_job_keeps_running(
         d = by_key[f"pill-{kind}"]
         assert [f["rule"] for f in d["failures"]] == ["undecodable"]
         observed = d["failures"][0]["observed"]
-        expected = {"random_bytes": ("wrong_magic_byte", "malformed_avro"),
-                    "truncated_avro": ("malformed_avro",), "empty": ("empty",)}.get(kind, (kind,))
+        expected = {
+            "random_bytes": ("wrong_magic_byte", "malformed_avro"),
+            "truncated_avro": ("malformed_avro",),
+            "empty": ("empty",),
+        }.get(kind, (kind,))
         assert observed.startswith(expected), (kind, observed)
         assert d["original_value"] == value
         assert d["source_topic"] == topics.raw
     valid = read_all(stack.kafka, topics.valid)
     assert sorted(m.key().decode() for m in valid) == sorted(r["call_id"] for r in after)
-    report = ledger(stack.kafka, stack.registry, topics, partition=None,
-                    start=_epoch(2000), end=_epoch(2100))
+    report = ledger(
+        stack.kafka, stack.registry, topics, partition=None, start=_epoch(2000), end=_epoch(2100)
+    )
     assert report.balanced, report.as_dict()
     assert report.raw == len(pills) + len(after)
 
@@ -98,7 +106,8 @@ def _epoch(year: int) -> Any:
 
 
 def test_redrive_moves_exactly_the_records_the_new_suite_accepts_once(
-        stack: Any, validator_topics: TopicSettings, validator_settings: ValidatorSettings) -> None:
+    stack: Any, validator_topics: TopicSettings, validator_settings: ValidatorSettings
+) -> None:
     topics = validator_topics
     enc = raw_encoder(stack, topics)
     signal_only = [_now_record(signal_strength=0) for _ in range(15)]
@@ -113,8 +122,9 @@ def test_redrive_moves_exactly_the_records_the_new_suite_accepts_once(
     assert stats.valid == len(fine)
     assert stats.by_rule["signal_range"] == len(signal_only) + len(both) + 1
 
-    relaxed = validator_settings.model_copy(update={"suite_version": "2",
-                                                    "disabled_rules": ("signal_range",)})
+    relaxed = validator_settings.model_copy(
+        update={"suite_version": "2", "disabled_rules": ("signal_range",)}
+    )
     dry = redrive(stack.kafka, stack.registry, topics, relaxed, rule="signal_range", dry_run=True)
     assert dry.moved_total == len(signal_only)
     assert len(read_all(stack.kafka, topics.valid)) == len(fine)

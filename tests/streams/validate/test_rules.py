@@ -42,22 +42,56 @@ def test_a_valid_record_is_valid_and_strict(judge: Judge) -> None:
 
 
 def test_duration_range(judge: Judge) -> None:
-    check(judge, [(valid_record(duration_sec=d), ok) for d, ok in [
-        (-1, False), (0, True), (1, True), (7199, True), (7200, True), (7201, False),
-        (86_400, False)]], "duration_range")
+    check(
+        judge,
+        [
+            (valid_record(duration_sec=d), ok)
+            for d, ok in [
+                (-1, False),
+                (0, True),
+                (1, True),
+                (7199, True),
+                (7200, True),
+                (7201, False),
+                (86_400, False),
+            ]
+        ],
+        "duration_range",
+    )
 
 
 def test_signal_range(judge: Judge) -> None:
-    check(judge, [(valid_record(signal_strength=s), ok) for s, ok in [
-        (-1, False), (0, False), (1, True), (3, True), (5, True), (6, False), (99, False)]],
-        "signal_range")
+    check(
+        judge,
+        [
+            (valid_record(signal_strength=s), ok)
+            for s, ok in [
+                (-1, False),
+                (0, False),
+                (1, True),
+                (3, True),
+                (5, True),
+                (6, False),
+                (99, False),
+            ]
+        ],
+        "signal_range",
+    )
 
 
 PHONE_CASES = [
-    ("+94712345678", True), ("+94700000000", True), ("+94799999999", True),
-    ("0771234567", False), ("+9471234567", False), ("+947123456789", False),
-    ("+9470000000x", False), ("+94812345678", False), ("94712345678", False), ("", False),
-    (" +94712345678", False), ("+94712345678\n", False),
+    ("+94712345678", True),
+    ("+94700000000", True),
+    ("+94799999999", True),
+    ("0771234567", False),
+    ("+9471234567", False),
+    ("+947123456789", False),
+    ("+9470000000x", False),
+    ("+94812345678", False),
+    ("94712345678", False),
+    ("", False),
+    (" +94712345678", False),
+    ("+94712345678\n", False),
 ]
 
 
@@ -75,22 +109,59 @@ def test_phone_format(judge: Judge, column: str) -> None:
 
 
 def test_call_type_domain(judge: Judge) -> None:
-    check(judge, [(valid_record(call_type=t, duration_sec=0 if t == "SMS" else 60,
-                                data_volume_kb=10 if t == "DATA" else 0), ok)
-                  for t, ok in [("VOICE", True), ("SMS", True), ("DATA", True), ("voice", False),
-                                ("VIDEO", False), ("", False), ("MMS", False),
-                                ("VOICE ", False)]], "call_type_domain")
+    check(
+        judge,
+        [
+            (
+                valid_record(
+                    call_type=t,
+                    duration_sec=0 if t == "SMS" else 60,
+                    data_volume_kb=10 if t == "DATA" else 0,
+                ),
+                ok,
+            )
+            for t, ok in [
+                ("VOICE", True),
+                ("SMS", True),
+                ("DATA", True),
+                ("voice", False),
+                ("VIDEO", False),
+                ("", False),
+                ("MMS", False),
+                ("VOICE ", False),
+            ]
+        ],
+        "call_type_domain",
+    )
 
 
 def test_event_time_future(judge: Judge) -> None:
-    check(judge, [(valid_record(event_time=NOW_MS + ahead), ok) for ahead, ok in [
-        (-3600_000, True), (0, True), (TOLERANCE_MS - 1, True), (TOLERANCE_MS, True),
-        (TOLERANCE_MS + 1, False), (24 * 3600_000, False)]], "event_time_future")
+    check(
+        judge,
+        [
+            (valid_record(event_time=NOW_MS + ahead), ok)
+            for ahead, ok in [
+                (-3600_000, True),
+                (0, True),
+                (TOLERANCE_MS - 1, True),
+                (TOLERANCE_MS, True),
+                (TOLERANCE_MS + 1, False),
+                (24 * 3600_000, False),
+            ]
+        ],
+        "event_time_future",
+    )
 
 
 def test_sms_duration(judge: Judge) -> None:
-    check(judge, [(valid_record(call_type="SMS", duration_sec=d), ok)
-                  for d, ok in [(0, True), (1, False), (300, False)]], "sms_duration")
+    check(
+        judge,
+        [
+            (valid_record(call_type="SMS", duration_sec=d), ok)
+            for d, ok in [(0, True), (1, False), (300, False)]
+        ],
+        "sms_duration",
+    )
 
 
 def test_self_call(judge: Judge) -> None:
@@ -103,13 +174,23 @@ def test_self_call(judge: Judge) -> None:
 
 
 def test_data_volume(judge: Judge) -> None:
-    cases = [("DATA", -1, False), ("DATA", 0, True), ("DATA", 1, True), ("DATA", None, True),
-             ("VOICE", 0, True), ("VOICE", 1, False), ("VOICE", -1, False), ("VOICE", None, True),
-             ("SMS", 0, True), ("SMS", 5, False)]
-    records = [valid_record(call_type=t, duration_sec=0 if t == "SMS" else 60, data_volume_kb=v)
-               for t, v, _ in cases]
-    check(judge, [(rec, ok) for rec, (_, _, ok) in zip(records, cases, strict=True)],
-          "data_volume")
+    cases = [
+        ("DATA", -1, False),
+        ("DATA", 0, True),
+        ("DATA", 1, True),
+        ("DATA", None, True),
+        ("VOICE", 0, True),
+        ("VOICE", 1, False),
+        ("VOICE", -1, False),
+        ("VOICE", None, True),
+        ("SMS", 0, True),
+        ("SMS", 5, False),
+    ]
+    records = [
+        valid_record(call_type=t, duration_sec=0 if t == "SMS" else 60, data_volume_kb=v)
+        for t, v, _ in cases
+    ]
+    check(judge, [(rec, ok) for rec, (_, _, ok) in zip(records, cases, strict=True)], "data_volume")
     routed = judge([r for r, (_, _, ok) in zip(records, cases, strict=True) if ok])
     assert all(v.cdr["data_volume_kb"] >= 0 for v in routed.valid)
     assert all(v.cdr["data_volume_kb"] is not None for v in routed.valid)
@@ -120,13 +201,20 @@ def test_not_null_each_required_column(judge: Judge) -> None:
     assert not routed.valid
     for dead, column in zip(routed.dead, rules.REQUIRED_COLUMNS, strict=True):
         assert "not_null" in dead.rules
-        assert any(f.rule == "not_null" and f.column == column and f.observed is None
-                   for f in dead.failures)
+        assert any(
+            f.rule == "not_null" and f.column == column and f.observed is None
+            for f in dead.failures
+        )
 
 
 def test_every_failed_rule_is_reported(judge: Judge) -> None:
-    rec = valid_record(call_type="SMS", duration_sec=7201, signal_strength=0,
-                       callee_num="+94711111111", caller_num="+94711111111")
+    rec = valid_record(
+        call_type="SMS",
+        duration_sec=7201,
+        signal_strength=0,
+        callee_num="+94711111111",
+        caller_num="+94711111111",
+    )
     (dead,) = judge([rec]).dead
     assert set(dead.rules) == {"duration_range", "signal_range", "sms_duration", "self_call"}
     observed = {(f.rule, f.column): f.observed for f in dead.failures}
@@ -135,10 +223,17 @@ def test_every_failed_rule_is_reported(judge: Judge) -> None:
 
 
 def test_schema_legacy_records(judge: Judge, wire: Wire) -> None:
-    legacy = wire.legacy.encode({
-        "call_id": "c-1", "caller_num": "+94711111111", "call_type": "VOICE",
-        "duration_sec": 10, "timestamp": "2026-01-01T00:00:00Z", "tower_id": "TOWER_001",
-        "signal_strength": 3})
+    legacy = wire.legacy.encode(
+        {
+            "call_id": "c-1",
+            "caller_num": "+94711111111",
+            "call_type": "VOICE",
+            "duration_sec": 10,
+            "timestamp": "2026-01-01T00:00:00Z",
+            "tower_id": "TOWER_001",
+            "signal_strength": 3,
+        }
+    )
     (dead,) = judge([legacy]).dead
     assert dead.rules == ("schema",)
     assert {f.column for f in dead.failures} == {"callee_num", "event_time"}
@@ -147,9 +242,13 @@ def test_schema_legacy_records(judge: Judge, wire: Wire) -> None:
 
 
 def test_undecodable_kinds(judge: Judge) -> None:
-    cases = [(None, "empty"), (b"", "empty"), (b"\x00\x00", "malformed_avro"),
-             (b"\x02\x00\x00\x00\x01abc", "wrong_magic_byte"),
-             (b"\x00\x7f\xff\xff\xf0\x02abc", "unknown_schema_id")]
+    cases = [
+        (None, "empty"),
+        (b"", "empty"),
+        (b"\x00\x00", "malformed_avro"),
+        (b"\x02\x00\x00\x00\x01abc", "wrong_magic_byte"),
+        (b"\x00\x7f\xff\xff\xf0\x02abc", "unknown_schema_id"),
+    ]
     routed = judge([v for v, _ in cases])
     assert not routed.valid
     for dead, (_, kind) in zip(routed.dead, cases, strict=True):
@@ -237,34 +336,45 @@ def oracle(rec: dict[str, Any]) -> set[str]:
         out.add("event_time_future")
     if rec["call_type"] == "SMS" and d is not None and d != 0:
         out.add("sms_duration")
-    if (rec["caller_num"] is not None and rec["callee_num"] is not None
-            and rec["caller_num"] == rec["callee_num"]):
+    if (
+        rec["caller_num"] is not None
+        and rec["callee_num"] is not None
+        and rec["caller_num"] == rec["callee_num"]
+    ):
         out.add("self_call")
     v = rec["data_volume_kb"]
-    if v is not None and ((rec["call_type"] == "DATA" and v < 0)
-                          or (rec["call_type"] in ("VOICE", "SMS") and v != 0)):
+    if v is not None and (
+        (rec["call_type"] == "DATA" and v < 0) or (rec["call_type"] in ("VOICE", "SMS") and v != 0)
+    ):
         out.add("data_volume")
     return out
 
 
-phones = st.sampled_from(["+94711111111", "+94722222222", "0771234567", "+9471234567", "x",
-                          "+94711111111\n"])
-records = st.fixed_dictionaries({
-    "call_id": st.uuids().map(str) | st.none(),
-    "caller_num": phones | st.none(),
-    "callee_num": phones | st.none(),
-    "call_type": st.sampled_from(["VOICE", "SMS", "DATA", "video", ""]) | st.none(),
-    "duration_sec": st.integers(-5, 7205) | st.sampled_from([0, 7200, 7201, -1]) | st.none(),
-    "event_time": st.integers(NOW_MS - 10**9, NOW_MS + 2 * TOLERANCE_MS)
-    | st.sampled_from([NOW_MS + TOLERANCE_MS, NOW_MS + TOLERANCE_MS + 1]) | st.none(),
-    "tower_id": st.just("TOWER_007") | st.none(),
-    "signal_strength": st.integers(-1, 7) | st.none(),
-    "data_volume_kb": st.integers(-3, 3) | st.none(),
-})
+phones = st.sampled_from(
+    ["+94711111111", "+94722222222", "0771234567", "+9471234567", "x", "+94711111111\n"]
+)
+records = st.fixed_dictionaries(
+    {
+        "call_id": st.uuids().map(str) | st.none(),
+        "caller_num": phones | st.none(),
+        "callee_num": phones | st.none(),
+        "call_type": st.sampled_from(["VOICE", "SMS", "DATA", "video", ""]) | st.none(),
+        "duration_sec": st.integers(-5, 7205) | st.sampled_from([0, 7200, 7201, -1]) | st.none(),
+        "event_time": st.integers(NOW_MS - 10**9, NOW_MS + 2 * TOLERANCE_MS)
+        | st.sampled_from([NOW_MS + TOLERANCE_MS, NOW_MS + TOLERANCE_MS + 1])
+        | st.none(),
+        "tower_id": st.just("TOWER_007") | st.none(),
+        "signal_strength": st.integers(-1, 7) | st.none(),
+        "data_volume_kb": st.integers(-3, 3) | st.none(),
+    }
+)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(batch=st.lists(records, min_size=1, max_size=40, unique_by=lambda r: r["call_id"]))
 def test_suite_matches_the_rules_as_written(judge: Judge, batch: list[dict[str, Any]]) -> None:
     for rec, got in zip(batch, verdicts(judge, batch), strict=True):
