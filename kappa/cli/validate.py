@@ -211,10 +211,10 @@ def redrive(rule: str | None, since: datetime | None, dry_run: bool, as_json: bo
     "--to-offset", type=click.IntRange(min=0), default=None, help="raw offset to stop at, exclusive"
 )
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def ledger(
+def ledger(  # noqa: PLR0917
     start: datetime | None,
     end: datetime | None,
-    partition: int | None,  # noqa: PLR0917
+    partition: int | None,
     from_offset: int | None,
     to_offset: int | None,
     as_json: bool,
