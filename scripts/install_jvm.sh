@@ -37,16 +37,31 @@ command -v java >/dev/null 2>&1 || fail "Java is not on PATH; install a JDK 17+ 
 mkdir -p "$deps/jvm"
 [[ -f "$deps/.gitignore" ]] || printf '*\n' >"$deps/.gitignore"
 
+# One install at a time; a second one waits, then finds the stamps current.
+exec 9>"$deps/jvm/.install.lock"
+if command -v flock >/dev/null 2>&1; then flock 9; fi
+
 for c in "${todo[@]}"; do
+  stamp="$deps/jvm/$c/.installed"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$pom_hash" ]]; then
+    continue # done by the install we waited for
+  fi
   echo "install_jvm: resolving $c from Maven Central into ${deps#"$root"/}/jvm/$c" >&2
-  rm -rf "$deps/jvm/$c"
+  # Resolve into a fresh folder, then swap it in: a stack or a Spark job using
+  # the old one never sees a half-filled folder.
+  staging="$deps/jvm/.staging"
+  rm -rf "$staging" "$deps/jvm/.target"
+  mkdir -p "$staging/jvm"
   log="$(mktemp)"
-  if ! mvn -q -B -f "$pom" -P"$c" -Ddeps.dir="$deps" generate-resources >"$log" 2>&1; then
+  if ! mvn -q -B -f "$pom" -P"$c" -Ddeps.dir="$staging" generate-resources >"$log" 2>&1; then
     grep -E '^\[ERROR\]' "$log" | sed 's/\x1b\[[0-9;]*m//g' | head -n 5 >&2 || tail -n 20 "$log" >&2
-    rm -f "$log"
+    rm -rf "$log" "$staging"
     fail "could not resolve '$c' (see Maven's message above; is Maven Central reachable?)"
   fi
   rm -f "$log"
-  printf '%s\n' "$pom_hash" >"$deps/jvm/$c/.installed"
+  printf '%s\n' "$pom_hash" >"$staging/jvm/$c/.installed"
+  rm -rf "$deps/jvm/.old-$c"
+  [[ ! -e "$deps/jvm/$c" ]] || mv "$deps/jvm/$c" "$deps/jvm/.old-$c"
+  mv "$staging/jvm/$c" "$deps/jvm/$c"
+  rm -rf "$deps/jvm/.old-$c" "$staging"
 done
-rm -rf "$deps/jvm/.target"
