@@ -182,7 +182,9 @@ class ValidatorSettings(BaseSettings):
         "kappa-validator-0",
         description="transactional.id of this instance; stable across restarts, unique per instance",
     )
-    batch_size: int = Field(10_000, ge=1, description="records per micro-batch (at most)")
+    batch_size: int = Field(
+        50_000, ge=1, description="records per micro-batch (at most; GX has a fixed cost per batch)"
+    )
     batch_seconds: float = Field(0.5, gt=0, description="seconds a micro-batch waits to fill (at most)")
     dedup_horizon_s: float = Field(
         24 * 3600.0, gt=0, description="seconds (of event time) a call_id is remembered for dedup"
