@@ -100,6 +100,7 @@ class _HdfsBase:
         ]
 
     def _spec(self, main_class: str) -> ServiceSpec:
+        # No class-data archive: the conf folder on the classpath rules one out.
         return ServiceSpec(
             name=self.name,
             argv=[*self._jvm_args(self.name, self.log_name), main_class],

@@ -12,6 +12,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from kappa.settings import KafkaSettings, StackSettings, TopicSettings
+from kappa.stack import cds
 from kappa.stack.exceptions import ServiceStartError
 from kappa.stack.java import Jdk, find_java
 from kappa.stack.layout import Layout, copy_template, render
@@ -87,11 +88,12 @@ class KafkaService:
         self._classpath()
         self._jdk()
 
-    def _jvm_args(self, heap: str, name: str) -> list[str]:
+    def _jvm_args(self, heap: str, name: str, extra: list[str] | None = None) -> list[str]:
         logs = self.layout.state_dir / "logs" / "kafka"
         logs.mkdir(parents=True, exist_ok=True)
         return [
             str(self._jdk().java),
+            *(extra or []),
             f"-Xmx{heap}",
             "-Xms64m",
             "-XX:+UseG1GC",
@@ -137,10 +139,12 @@ class KafkaService:
             raise ServiceStartError(msg)
 
     def spec(self) -> ServiceSpec:
+        archive = cds.plan(self._jdk(), self.layout.jvm("kafka"), self.name)
         return ServiceSpec(
             name=self.name,
+            cds=archive,
             argv=[
-                *self._jvm_args(self.settings.kafka_heap, self.name),
+                *self._jvm_args(self.settings.kafka_heap, self.name, archive.args),
                 MAIN_CLASS,
                 str(self.config_file),
             ],

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from kappa.stack.cds import CdsPlan
 from kappa.stack.exceptions import ServiceStartError, ServiceStopError
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class ServiceSpec:
     marker: str
     cwd: Path
     env: Mapping[str, str] | None = field(default=None)
+    cds: CdsPlan | None = field(default=None)
 
 
 _PR_SET_PDEATHSIG = 1
@@ -121,20 +123,27 @@ class Supervisor:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         logfile = self.log_file(spec.name)
         started = datetime.now(UTC)
-        with logfile.open("ab") as out:
-            out.write(f"--- {started.isoformat()} starting {spec.name}\n".encode())
-            out.flush()
-            proc = subprocess.Popen(
-                list(spec.argv),
-                cwd=spec.cwd,
-                env=dict(spec.env) if spec.env is not None else None,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-                preexec_fn=_die_with_parent if self.die_with_parent else None,  # noqa: PLW1509
-            )
+        lock_fd = spec.cds.lock_fd if spec.cds is not None else None
+        try:
+            with logfile.open("ab") as out:
+                out.write(f"--- {started.isoformat()} starting {spec.name}\n".encode())
+                out.flush()
+                proc = subprocess.Popen(
+                    list(spec.argv),
+                    cwd=spec.cwd,
+                    env=dict(spec.env) if spec.env is not None else None,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    close_fds=True,
+                    # the JVM writing a class-data archive holds its lock until it exits
+                    pass_fds=(lock_fd,) if lock_fd is not None else (),
+                    preexec_fn=_die_with_parent if self.die_with_parent else None,  # noqa: PLW1509
+                )
+        finally:
+            if spec.cds is not None:
+                spec.cds.release()
         _CHILDREN[proc.pid] = proc
         record = {"pid": proc.pid, "marker": spec.marker, "started_at": started.isoformat()}
         self.pid_file(spec.name).write_text(json.dumps(record) + "\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kappa.settings import RegistrySettings, StackSettings
+from kappa.stack import cds
 from kappa.stack.exceptions import JavaNotFoundError
 from kappa.stack.java import Jdk, find_java
 from kappa.stack.layout import Layout, render
@@ -73,8 +74,11 @@ class RegistryService:
 
     def spec(self) -> ServiceSpec:
         marker = jvm_marker(self.name, self.layout.state_dir)
+        jdk = self._jdk()
+        archive = cds.plan(jdk, self.layout.jvm("registry"), self.name)
         argv = [
-            str(self._jdk().java),
+            str(jdk.java),
+            *archive.args,
             f"-Xmx{self.settings.registry_heap}",
             "-Xms64m",
             "-XX:+UseSerialGC",
@@ -84,7 +88,7 @@ class RegistryService:
             "-jar",
             str(self._runner()),
         ]
-        return ServiceSpec(name=self.name, argv=argv, marker=marker, cwd=self.home)
+        return ServiceSpec(name=self.name, argv=argv, marker=marker, cwd=self.home, cds=archive)
 
     def healthy(self) -> bool:
         return http_ok(f"{self.url()}/subjects")
