@@ -173,7 +173,7 @@ class Supervisor:
                 raise ServiceStartError(msg)
             time.sleep(interval_s)
 
-    def stop(self, name: str, grace_s: float = 30.0) -> int | None:
+    def stop(self, name: str, grace_s: float = 60.0) -> int | None:
         """SIGTERM, then SIGKILL after ``grace_s``; waits until gone. The pid stopped, or None."""
         pid = self.pid(name)
         if pid is None:
