@@ -10,6 +10,7 @@ import yaml
 
 from monitoring import dashboards
 from tests.monitoring.promql import dashboard_queries, exported_names, metric_names
+from tests.monitoring.test_end_to_end import MOVING, owner
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +135,8 @@ def test_grafana_provisioning_points_at_prometheus_and_the_dashboards() -> None:
     assert mounts["../monitoring/grafana/dashboards"] == provider["options"]["path"]
     assert mounts["../monitoring/grafana/provisioning"] == "/etc/grafana/provisioning"
     assert "prometheus" in yaml.safe_load(COMPOSE.read_text("utf-8"))["services"]
+
+
+def test_the_end_to_end_liveness_metrics_are_exported(exported: set[str]) -> None:
+    assert set(MOVING) <= exported
+    assert all(owner(name) for name in MOVING)

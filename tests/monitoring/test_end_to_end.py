@@ -45,10 +45,28 @@ COMMANDS = {"validate": "kappa.cli.validate", "aggregate": "kappa.cli.aggregate"
 OWNERS = {
     "kappa_producer_": pc.PRODUCER,
     "kappa_validator_": pc.VALIDATOR,
-    "kappa_aggregation_": pc.AGGREGATOR,
+    "kappa_aggregate_": pc.AGGREGATOR,
     "kappa_business_": pc.AGGREGATOR,
     "kappa_replay_dag_": pc.AIRFLOW,
 }
+
+
+#: What must have moved in a running pipeline (a 0 exported by default proves nothing).
+MOVING = (
+    "kappa_producer_records_total",
+    "kappa_producer_faults_injected_total",
+    "kappa_validator_records_in_total",
+    "kappa_validator_records_valid_total",
+    "kappa_validator_records_dead_lettered_total",
+    "kappa_validator_batch_seconds_count",
+    "kappa_aggregate_input_rows_total",
+    "kappa_aggregate_batch_duration_seconds_count",
+    "kappa_aggregate_watermark_delay_seconds",
+    "kappa_aggregate_window_rows_total",
+    "kappa_business_windows_closed_total",
+    "kappa_business_window_active_callers",
+    "kappa_replay_dag_records",
+)
 
 
 def owner(name: str) -> str | None:
@@ -182,6 +200,7 @@ def test_dashboards_show_a_running_pipeline(
     pending = {expr for _, _, expr in queries}
     down: list[str] = ["(not scraped yet)"]
     unowned = {n for _, _, e in queries for n in metric_names(e) if owner(n)}
+    still = set(MOVING)
     began = time.monotonic()
     deadline = began + SETTLE_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -202,18 +221,24 @@ def test_dashboards_show_a_running_pipeline(
             for name in unowned
             if not prom.query(f'count by (job) ({{__name__="{name}", job="{owner(name)}"}})')
         }
-        if not pending and not down and not unowned:
+        still = {
+            name
+            for name in still
+            if not prom.query(f'sum({{__name__="{name}", job="{owner(name)}"}}) > 0')
+        }
+        if not pending and not down and not unowned and not still:
             print(f"settled after {time.monotonic() - began:.0f} s")
             break
         time.sleep(2)
 
-    if pending or down or unowned:
+    if pending or down or unowned or still:
         empty = sorted({f"  {f} / {t}: {e}" for f, t, e in queries if e in pending})
         logs_text = "\n".join(f"--- {j.name}\n{j.tail(1500)}" for j in jobs)
         pytest.fail(
             f"after {SETTLE_TIMEOUT_S:.0f} s:\ntargets not up: {down or 'none'}\n"
             f"expressions without series:\n{chr(10).join(empty) or 'none'}\n"
             f"metrics not exported by their own process: {sorted(unowned) or 'none'}\n"
+            f"metrics still at 0: {sorted(still) or 'none'}\n"
             f"{logs_text}"
         )
     assert {t["labels"]["job"] for t in prom.targets()} == set(ports)
