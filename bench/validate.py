@@ -113,7 +113,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--bad-rate", type=float, default=0.02)
-    parser.add_argument("--batch-size", type=int, default=10_000)
+    parser.add_argument("--batch-size", type=int, default=50_000)
     args = parser.parse_args()
     with bench_stack() as stack:
         tag = uuid.uuid4().hex[:8]
