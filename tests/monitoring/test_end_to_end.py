@@ -242,3 +242,7 @@ def test_dashboards_show_a_running_pipeline(
             f"{logs_text}"
         )
     assert {t["labels"]["job"] for t in prom.targets()} == set(ports)
+    # The alert rules load and evaluate against the live series.
+    rules = [r for g in prom.api("rules")["groups"] for r in g["rules"]]
+    assert {r["name"] for r in rules} >= {"KappaDeadLetterShareHigh", "KappaStreamStalled"}
+    assert all(r["health"] in ("ok", "unknown") for r in rules), rules
