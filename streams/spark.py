@@ -9,9 +9,12 @@ Kafka and Avro connectors taken from ``.deps/jvm/spark/*.jar`` (resolved by
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -49,6 +52,30 @@ def connector_jars(stack: StackSettings) -> list[Path]:
     return jars
 
 
+def stable_copies(jars: list[Path]) -> list[Path]:
+    """The jars copied to a content-addressed folder that nothing rewrites.
+
+    The JVM reads a jar again long after start-up (service loaders, classes loaded
+    late); ``make install`` re-resolving ``.deps`` under a running job would
+    otherwise pull the files from under it.
+    """
+    digest = hashlib.sha256()
+    for jar in jars:
+        digest.update(jar.name.encode())
+        digest.update(jar.read_bytes())
+    folder = Path(tempfile.gettempdir()) / f"kappa-spark-jars-{digest.hexdigest()[:16]}"
+    if not (folder / ".complete").exists():
+        staging = Path(tempfile.mkdtemp(prefix="kappa-spark-jars-"))
+        for jar in jars:
+            shutil.copy2(jar, staging / jar.name)
+        (staging / ".complete").touch()
+        try:
+            staging.rename(folder)
+        except OSError:  # another process got there first: use its copy
+            shutil.rmtree(staging, ignore_errors=True)
+    return [folder / jar.name for jar in jars]
+
+
 def session(
     settings: AggregateSettings,
     stack: StackSettings,
@@ -62,7 +89,7 @@ def session(
     session, with its runtime SQL settings (shuffle partitions, time zone)
     re-applied.
     """
-    jars = connector_jars(stack)
+    jars = stable_copies(connector_jars(stack))
     # Workers must run the interpreter that has the project and its pins.
     os.environ["PYSPARK_PYTHON"] = sys.executable
     os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
