@@ -20,6 +20,11 @@ fi
 
 echo "install: Python dependencies into $VENV (first run takes a few minutes)"
 [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[dev]"
+log="$VENV/install.log"
+if ! { "$VENV/bin/python" -m pip install -q --upgrade pip &&
+       "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[dev]"; } >"$log" 2>&1; then
+  tail -n 30 "$log" >&2
+  echo "install: pip failed; the whole log is in $log" >&2
+  exit 1
+fi
 echo "$want" > "$stamp"
