@@ -10,7 +10,10 @@ so Kafka's time index finds the offsets:
   ``end + margin`` (or the end of the partition when there is none), fixed
   before anything is read. A record after it with an event time inside the
   range would be more than ``margin`` behind a record already in the log:
-  later than the lateness margin allows.
+  later than the lateness margin allows. Kafka's time lookup may land on a
+  transaction marker, whose timestamp is the commit's wall-clock time rather
+  than an event time; the plan then reads on from there to the first real
+  record at or after ``end + margin`` (or to the end of the partition).
 
 Rows are then filtered on their event time exactly (``job.py``).
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,6 +47,7 @@ from replay.exceptions import (
 log = logging.getLogger(__name__)
 
 TIMEOUT_S = 15.0
+SCAN_BUDGET = 500_000
 
 
 def iso(t: datetime) -> str:
@@ -209,7 +214,10 @@ def plan(
             for p in partitions
         }
         firsts = _offsets_for_time(consumer, topic, partitions, start - margin)
-        lasts = _offsets_for_time(consumer, topic, partitions, end + margin)
+        candidates = _offsets_for_time(consumer, topic, partitions, end + margin)
+        lasts = {p: _first_record_at(consumer, topic, p, candidate=candidates[p],
+                                     high=marks[p][1], target_ms=to_ms(end + margin))
+                 for p in partitions}
     except KafkaException as exc:
         msg = f"could not plan the replay of {topic} at {kafka.bootstrap}: {exc.args[0]}"
         raise TopicMissingError(msg) from exc
@@ -221,7 +229,7 @@ def plan(
         check_deleted(topic, p, low=low, high=high, first_at_start=firsts[p], start=start,
                       margin=margin)
         first = firsts[p] if firsts[p] >= 0 else high
-        last = lasts[p] if lasts[p] >= 0 else high
+        last = lasts[p]
         first = max(low, min(first, high))
         last = max(first, min(last, high))
         spans.append(PartitionSpan(p, first, last))
@@ -255,6 +263,45 @@ def _retention_ms(kafka: KafkaSettings, topic: str) -> int | None:
     if entry is None or entry.value is None:
         return None
     return int(entry.value)
+
+
+def _first_record_at(consumer: Consumer, topic: str, partition: int, *, candidate: int,
+                     high: int, target_ms: int) -> int:
+    """The offset of the first record at or after ``candidate`` whose timestamp is at or
+    after ``target_ms``; ``high`` when there is none (or the scan runs out of budget).
+
+    Kafka's time lookup can land on a transaction marker: markers carry the
+    wall-clock time of the commit, not an event time, so records after one may
+    still belong to the range. Reading from there finds the first real record.
+    Ending at ``high`` instead is always safe (rows are filtered on event time).
+    """
+    if candidate < 0 or candidate >= high:
+        return high
+    consumer.assign([TopicPartition(topic, partition, candidate)])
+    scanned = 0
+    idle_until = time.monotonic() + TIMEOUT_S
+    try:
+        while scanned < SCAN_BUDGET and time.monotonic() < idle_until:
+            msgs = consumer.consume(num_messages=10_000, timeout=1.0)
+            for m in msgs:
+                if m.error() is not None or m.partition() != partition:
+                    continue
+                scanned += 1
+                off = m.offset()
+                if off is not None and off >= high:
+                    return high
+                if m.timestamp()[1] >= target_ms and off is not None:
+                    return off
+            if msgs:
+                idle_until = time.monotonic() + TIMEOUT_S
+            (pos,) = consumer.position([TopicPartition(topic, partition)])
+            if pos.offset >= high:
+                return high
+        log.info("end offset scan out of budget topic=%s partition=%s scanned=%s; "
+                 "reading to the end of the partition", topic, partition, scanned)
+        return high
+    finally:
+        consumer.unassign()
 
 
 def _offsets_for_time(consumer: Consumer, topic: str, partitions: list[int],
