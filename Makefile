@@ -15,6 +15,7 @@ help: ## list the targets
 install: ## venv + pinned Python deps + JVM artifacts from Maven Central + apt packages (idempotent)
 	@scripts/install_apt.sh
 	@scripts/install_python.sh
+	@scripts/install_jre21.sh
 	@scripts/install_jvm.sh
 
 .PHONY: test

