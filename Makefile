@@ -44,6 +44,16 @@ down: ## stop the local stack
 bench: install ## run the benchmarks; figures go to bench/results/
 	$(PY) -m bench.produce
 
+COMPOSE := docker compose -f compose/docker-compose.yml
+
+.PHONY: compose-up
+compose-up: ## the distributed deployment (needs a Docker engine and compose/.env)
+	$(COMPOSE) up -d --build
+
+.PHONY: compose-down
+compose-down: ## stop the distributed deployment
+	$(COMPOSE) down
+
 .PHONY: clean
 clean: down ## stop the stack and remove its state (.kappa)
 	rm -rf .kappa

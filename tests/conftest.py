@@ -18,14 +18,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from kappa.stack.testing import HdfsHandle, StackHandle, TopicFactory, running_hdfs, running_stack
+from kappa.stack.containers import running_test_stack
+from kappa.stack.testing import HdfsHandle, StackHandle, TopicFactory, running_hdfs
 
 pytest_plugins = ["tests.fixtures.spark", "tests.fixtures.validate", "tests.fixtures.monitoring"]
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
-    with running_stack(tmp_path_factory.mktemp("kappa-stack"), environ=os.environ) as handle:
+    with running_test_stack(tmp_path_factory.mktemp("kappa-stack"), environ=os.environ) as handle:
         yield handle
 
 
