@@ -8,8 +8,11 @@ Nothing here imports Airflow, so each is usable (and tested) on its own.
 # ruff: noqa: PLC0415 -- the replay (Spark) is imported when a task runs, not at DAG parse
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,25 @@ def lateness_margin(settings: AirflowSettings | None = None) -> timedelta:
     return timedelta(seconds=ReplaySettings().lateness_margin_s)
 
 
+@contextlib.contextmanager
+def spark_master(settings: AirflowSettings | None = None) -> Iterator[None]:
+    """Point the replay at ``KAPPA_AIRFLOW_SPARK_MASTER`` while a task calls it.
+
+    The replay reads its own settings (``KAPPA_REPLAY_MASTER``); an explicit
+    replay setting wins. A task is a process of its own, so this is its entry point.
+    """
+    settings = settings or AirflowSettings()
+    key = "KAPPA_REPLAY_MASTER"
+    if not settings.spark_master or os.environ.get(key):
+        yield
+        return
+    os.environ[key] = settings.spark_master
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
+
+
 def interval_closed(
     end: datetime, *, now: datetime | None = None, margin: timedelta | None = None
 ) -> bool:
@@ -60,7 +82,8 @@ def replay(start: datetime, end: datetime, output: str | None = None) -> dict[st
 
     start, end = utc(start), utc(end)
     began = time.monotonic()
-    manifest = api.replay_interval(start, end, output)
+    with spark_master():
+        manifest = api.replay_interval(start, end, output)
     seconds = round(time.monotonic() - began, 3)
     summary = {k: manifest[k] for k in ("run_id", "range", "summary", "path") if k in manifest}
     summary.update(start=start.isoformat(), end=end.isoformat(), seconds=seconds)
@@ -80,7 +103,8 @@ def verify(start: datetime, end: datetime, output: str | None = None) -> dict[st
     from replay import api
 
     start, end = utc(start), utc(end)
-    result = api.verify_interval(start, end, output)
+    with spark_master():
+        result = api.verify_interval(start, end, output)
     log.info("verified start=%s end=%s", start.isoformat(), end.isoformat())
     return dict(result) if isinstance(result, dict) else {"verified": True}
 
@@ -98,7 +122,8 @@ def metrics(
 
     settings = settings or AirflowSettings()
     start, end = utc(start), utc(end)
-    figures = api.interval_metrics(start, end, output)
+    with spark_master(settings):
+        figures = api.interval_metrics(start, end, output)
     run = runmetrics.RunFigures(
         start=start,
         end=end,

@@ -28,7 +28,7 @@ import pandas as pd
 import pytest
 
 from kappa import clients
-from kappa.settings import AggregateSettings, StackSettings
+from kappa.settings import AggregateSettings
 from kappa.stack.testing import StackHandle, TopicFactory
 from orchestration import runmetrics
 from replay.plan import range_id
@@ -125,20 +125,6 @@ def write_valid(stack: StackHandle, topic: str, records: list[dict[str, Any]]) -
 
 
 @pytest.fixture(scope="module")
-def spark_session() -> Iterator[Any]:
-    """The process's SparkSession; stopped at the end only if this module started it."""
-    from pyspark.sql import SparkSession
-
-    from streams.spark import session
-
-    existing = SparkSession.getActiveSession()
-    spark = session(AggregateSettings(), StackSettings(), app_name="kappa-airflow-tests")
-    yield spark
-    if existing is None:
-        spark.stop()
-
-
-@pytest.fixture(scope="module")
 def scenario(
     stack: StackHandle, airflow_db: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Scenario]:
@@ -153,6 +139,7 @@ def scenario(
         "KAPPA_TOPIC_VALID": topic,
         "KAPPA_STATE_DIR": str(state),
         "KAPPA_REPLAY_PROGRESS": "false",
+        "KAPPA_AGGREGATE_SHUFFLE_PARTITIONS": "2",  # as the shared `spark` fixture
         "KAPPA_REPLAY_METRICS_PORT": "0",  # `kappa replay` would serve on a fixed port
         "KAPPA_AIRFLOW_METRICS_DIR": str(state / "metrics"),
     }
@@ -197,7 +184,7 @@ class Backfill:
 
 @pytest.fixture(scope="module")
 def backfill(
-    kappa_dag: Any, scenario: Scenario, spark_session: Any, tmp_path_factory: pytest.TempPathFactory
+    kappa_dag: Any, scenario: Scenario, spark: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Backfill:
     """The DAG run once per interval of the range (what `airflow backfill create` does)."""
     out = tmp_path_factory.mktemp("airflow-dag-out")
@@ -296,6 +283,7 @@ def test_a_manifest_that_disagrees_with_the_log_fails_the_run(
     manifest = json.loads(manifest_path.read_text())
     manifest["counts"]["records"] += 1
     manifest_path.write_text(json.dumps(manifest))
+    (manifest_path.parent / ".manifest.json.crc").unlink(missing_ok=True)  # Hadoop's checksum
     failures_before = runmetrics.read_samples(scenario.metrics_dir).get(
         P + 'task_failures_total{task="verify"}', 0.0
     )

@@ -137,3 +137,13 @@ def test_the_margin_defaults_to_the_replays(monkeypatch: pytest.MonkeyPatch) -> 
 def test_naive_times_are_refused() -> None:
     with pytest.raises(ValueError, match="naive"):
         callables.utc(datetime(2026, 3, 2))
+
+
+def test_the_airflow_spark_master_reaches_the_replay(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KAPPA_REPLAY_MASTER", raising=False)
+    with callables.spark_master(AirflowSettings(spark_master="spark://m:7077")):
+        assert os.environ["KAPPA_REPLAY_MASTER"] == "spark://m:7077"
+    assert "KAPPA_REPLAY_MASTER" not in os.environ
+    monkeypatch.setenv("KAPPA_REPLAY_MASTER", "local[1]")  # the replay's own setting wins
+    with callables.spark_master(AirflowSettings(spark_master="spark://m:7077")):
+        assert os.environ["KAPPA_REPLAY_MASTER"] == "local[1]"
