@@ -33,12 +33,13 @@ from confluent_kafka import (
 from kappa import clients
 from kappa.settings import KafkaSettings, RegistrySettings, TopicSettings, ValidatorSettings
 from monitoring import metrics
+from schemas import rules
 from schemas.wire import WireDecoder
 from streams.validate.dedup import DedupState, rebuild
 from streams.validate.exceptions import TopicMissingError, ValidatorError, ValidatorFencedError
 from streams.validate.outputs import Message, Outputs
-from streams.validate.routing import RawRecord, Routed, validate
-from streams.validate.suite import CdrSuite, SuiteConfig
+from streams.validate.routing import Dead, RawRecord, Routed, validate
+from streams.validate.suite import CdrSuite, Failure, SuiteConfig
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,29 @@ def produce_all(producer: Producer, topic: str, messages: Sequence[Message]) -> 
                 break
             except BufferError:
                 producer.poll(0.05)
+
+
+def encode_routed(
+    out: Outputs, routed: Routed, suite_version: str, judged_at: int
+) -> tuple[list[Message], list[Message]]:
+    """The Kafka messages of a routed batch. A record the strict Cdr cannot hold (a foreign
+    writer schema with an out-of-range value) becomes a ``schema`` dead letter instead:
+    input never stops the job."""
+    valid: list[Message] = []
+    failed: list[Dead] = []
+    for v in routed.valid:
+        try:
+            valid.append(out.valid(v))
+        except (ValueError, TypeError, OverflowError, KeyError) as exc:
+            failure = Failure(rules.SCHEMA.name, None, f"not encodable as Cdr: {exc}"[:200])
+            failed.append(Dead(v.source, (failure,), v.cdr.get("call_id"), v.schema_id))
+    if failed:
+        routed.valid = [v for v in routed.valid if v.source not in {d.source for d in failed}]
+        gone = {(d.source.partition, d.call_id) for d in failed}
+        routed.accepted = [a for a in routed.accepted if (a[0], a[1]) not in gone]
+        routed.dead.extend(failed)
+    dead = [out.dead(d, suite_version, judged_at) for d in routed.dead]
+    return valid, dead
 
 
 class _Job:
@@ -198,9 +222,10 @@ class _Job:
     ) -> None:
         out = self.outputs
         version = self.suite.version
+        valid, dead = encode_routed(out, routed, version, judged_at)
         producer.begin_transaction()
-        produce_all(producer, out.valid_topic, [out.valid(v) for v in routed.valid])
-        produce_all(producer, out.dlq_topic, [out.dead(d, version, judged_at) for d in routed.dead])
+        produce_all(producer, out.valid_topic, valid)
+        produce_all(producer, out.dlq_topic, dead)
         last: dict[tuple[str, int], int] = {}
         for r in batch:
             last[(r.topic, r.partition)] = r.offset

@@ -19,6 +19,8 @@ from schemas.contract import register, schema_text, subject
 from streams.validate import headers as hdr
 from streams.validate.routing import Dead, Valid
 
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+
 Message = tuple[bytes, bytes | None, int, list[tuple[str, bytes]]]
 """value, key, timestamp (ms; 0: now), headers"""
 
@@ -58,7 +60,11 @@ class Outputs:
                 {"rule": f.rule, "column": f.column, "observed": f.observed} for f in d.failures
             ],
             "suite_version": suite_version,
-            "schema_id": d.schema_id,
+            # Avro int: a framed id outside int32 (random bytes after a zero byte) is kept
+            # only in the failure text.
+            "schema_id": d.schema_id
+            if d.schema_id is not None and _INT32_MIN <= d.schema_id <= _INT32_MAX
+            else None,
             "source_topic": src.topic,
             "source_partition": src.partition,
             "source_offset": src.offset,

@@ -29,6 +29,8 @@ _TYPES: tuple[tuple[str, type], ...] = tuple(
     (c, str if c in _STR_COLUMNS else int) for c in FRAME_COLUMNS
 )
 _FRAME_SET = frozenset(FRAME_COLUMNS)
+_INT32_COLUMNS = frozenset({"duration_sec", "signal_strength"})  # "int" in the strict Cdr
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _REQUIRED = frozenset(rules.REQUIRED_COLUMNS)
 _OBSERVED_MAX = 200
 
@@ -113,7 +115,12 @@ def frame_row(decoded: Decoded) -> tuple[dict[str, Any], list[Failure]]:
                 rec[col] = None
     for col, kind in _TYPES:
         value = rec.get(col)
-        if value is None or type(value) is kind:
+        if value is None:
+            continue
+        if type(value) is kind:
+            if col in _INT32_COLUMNS and not _INT32_MIN <= value <= _INT32_MAX:
+                failures.append(Failure(rules.SCHEMA.name, col, f"{value} does not fit an int"))
+                rec[col] = None
             continue
         if type(value) is datetime and col == "event_time":
             when = value if value.tzinfo else value.replace(tzinfo=UTC)
