@@ -19,7 +19,17 @@ from schemas.wire import WireDecoder, WireEncoder
 from streams.aggregate import job
 from streams.aggregate.decode import Decoders
 from tests.streams.aggregate import expected
-from tests.streams.aggregate.dataset import STEPS, Row, produce_step, settle, watermark_after
+from tests.streams.aggregate.dataset import (
+    STEPS,
+    TOWER_1,
+    A,
+    Row,
+    at,
+    cdr,
+    produce_step,
+    settle,
+    watermark_after,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 
@@ -180,15 +190,22 @@ def test_two_schema_versions_are_both_aggregated_even_one_registered_after_start
             return super().encode({**record, "roaming": True})
 
     v2 = V2(v2_schema, v2_id)
-    for step in STEPS:
-        produce_step(stack.kafka, topics.valid, step, [v1, v2])
+    first = STEPS[0] + STEPS[1]  # nothing late whatever the watermark, up to 10:10
+    produce_step(stack.kafka, topics.valid, first, [v1, v2])
+    # The job fetched v1 only: the batch fails on v2's id, the job fetches the versions
+    # again and redoes the batch from its checkpoint.
     history = job.run(spark, settings, kafka=stack.kafka, registry=stack.registry,
                       topics=topics, stack=StackSettings(), until_idle=True,
                       decoders=decoders_at_start)
-    assert history
+    assert sum(h.undecodable_rows for h in history) == 0
+    # A later record moves the watermark past every window of the first records.
+    flush = Row(cdr("flush", A, "SMS", 0, at(120), TOWER_1, 3))
+    produce_step(stack.kafka, topics.valid, [flush], [v2])
+    job.run(spark, settings, kafka=stack.kafka, registry=stack.registry, topics=topics,
+            stack=StackSettings(), until_idle=True)
     out = Path(settings.output or "")
-    # All steps arrived at once: nothing is late, every window below the final watermark closed.
-    everything = [r.record for s in STEPS for r in s]
-    wm = watermark_after(STEPS)
+    everything = [r.record for r in [*first, flush]]
+    wm = watermark_after([[*first, flush]])
     got = expected.frame_to_table(_read(out, "billing_realtime"), "caller_num")
     assert got == expected.closed(expected.billing(everything), wm)
+    assert _read(out, "late").empty
