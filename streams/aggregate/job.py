@@ -17,6 +17,19 @@ lets the batch function see every row read and capture, exactly, those the
 aggregations dropped as late (``late``). Everything is checkpointed under
 ``<checkpoint_dir>``: a restart resumes at the first uncommitted batch and the
 sinks replace or repeat that batch's output idempotently (``sinks``).
+
+Spark behaviours this module works with (pinned by ``tests/streams/aggregate``):
+
+- the aggregation drops a row when its window ended at or before the watermark of
+  the *previous* batch, and closes windows with the current one (``late``);
+- Spark's ``availableNow`` trigger stops before the no-data batch that closes the
+  last windows, so ``run(until_idle=True)`` uses a short processing-time trigger and
+  stops once the newest batch is committed and nothing moves (``drain``);
+- the watermark a batch computed is persisted only with the next batch: a restart
+  right after a data batch resumes with the older watermark, and the windows it would
+  have closed are written when the next data arrives;
+- Spark 4.1.1's Kafka source fails the progress report of a batch re-run after a
+  restart (its output and commit are already written); ``recoverable`` restarts once.
 """
 
 from __future__ import annotations
