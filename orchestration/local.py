@@ -23,12 +23,19 @@ from typing import Any
 
 from kappa.settings import AirflowSettings, StackSettings
 from kappa.stack.net import http_get, port_in_use
-from kappa.stack.process import ServiceSpec, Supervisor
+from kappa.stack.process import ServiceSpec, Supervisor, alive
 from orchestration.exceptions import AirflowNotInstalledError, AirflowStartError, NotOnScheduleError
 
 log = logging.getLogger(__name__)
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
+# The scheduler would also serve task logs on 8793 on every interface; with a local
+# executor the API server reads the log files directly.
+_ARGS = {
+    "api-server": ["api-server"],
+    "scheduler": ["scheduler", "--skip-serve-logs"],
+    "dag-processor": ["dag-processor"],
+}
 EXPORTER = "metrics-exporter"
 DAG_ID = "kappa_replay"
 INTERVAL = timedelta(hours=6)
@@ -64,7 +71,9 @@ class LocalAirflow:
 
     @property
     def supervisor(self) -> Supervisor:
-        return Supervisor(self.home)
+        # The API server renames itself (setproctitle): its marker is then its title.
+        title = f"airflow api_server -- host:{self.settings.host} port:{self.settings.port}"
+        return _Supervisor(self.home, {"api-server": title})
 
     def start_date(self) -> datetime:
         """The DAG's start: the setting, else pinned (in the home) at the first ``up``."""
@@ -129,6 +138,31 @@ class LocalAirflow:
             cwd=project_root(),
             env=self.env(),
         )
+
+
+class _Supervisor(Supervisor):
+    """A supervisor that also recognises a process by the title it gave itself."""
+
+    def __init__(self, state_dir: Path, titles: Mapping[str, str]) -> None:
+        super().__init__(state_dir)
+        self.titles = dict(titles)
+
+    def pid(self, name: str) -> int | None:
+        path = self.pid_file(name)
+        try:
+            record = json.loads(path.read_text())
+            pid, marker = int(record["pid"]), str(record["marker"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, UnicodeDecodeError):
+            cmdline = ""
+        markers = [marker] + ([self.titles[name]] if name in self.titles else [])
+        if any(m in cmdline for m in markers) and alive(pid):
+            return pid
+        path.unlink(missing_ok=True)
+        return None
 
 
 def floor_interval(t: datetime) -> datetime:
@@ -202,7 +236,7 @@ def up(local: LocalAirflow, *, with_exporter: bool = True) -> dict[str, int]:
     pids: dict[str, int] = {}
     for name in COMPONENTS:
         pid = sup.pid(name)
-        pids[name] = pid if pid is not None else sup.start(local.spec(name, [name]))
+        pids[name] = pid if pid is not None else sup.start(local.spec(name, _ARGS[name]))
     if with_exporter and local.settings.metrics_port:
         pid = sup.pid(EXPORTER)
         pids[EXPORTER] = (

@@ -149,6 +149,7 @@ def backfill(
         start, end, reprocess=reprocess_behavior, output=output, dry_run=dry_run
     )
     click.echo("airflow " + shlex.join(args))
+    click.echo("  (the runs start once the DAG is unpaused: airflow dags unpause kappa_replay)")
     done = loc.run_airflow(local, args, capture=False)
     if done.returncode != 0:
         msg = f"airflow backfill create exited with {done.returncode}"
