@@ -53,9 +53,16 @@ def load(kafka: KafkaSettings, registry: Any, topic: str, n: int) -> tuple[int, 
     """``n`` records in [T1, T2) plus 1% before and 1% after; (records written, seconds)."""
     sid = register(clients.registry(registry), subject(topic), schema_text(SchemaName.CDR))
     enc = WireEncoder(parsed_schema(SchemaName.CDR), sid)
-    producer = Producer({**kafka.client_config(), "linger.ms": 50, "batch.size": 1_000_000,
-                         "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000,
-                         "acks": "1"})
+    producer = Producer(
+        {
+            **kafka.client_config(),
+            "linger.ms": 50,
+            "batch.size": 1_000_000,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 1_000_000,
+            "acks": "1",
+        }
+    )
     span_ms = int((T2 - T1).total_seconds() * 1000)
     edge = max(1, n // 100)
     t1_ms = int(T1.timestamp() * 1000)
@@ -67,10 +74,13 @@ def load(kafka: KafkaSettings, registry: Any, topic: str, n: int) -> tuple[int, 
             ms = t1_ms + span_ms + ((i - n) * 600_000) // edge
         call_type = TYPES[i % 10]
         rec = {
-            "call_id": f"b-{i}", "caller_num": CALLERS[(i * 7919) % 5000],
-            "callee_num": CALLERS[(i * 104729 + 1) % 5000], "call_type": call_type,
+            "call_id": f"b-{i}",
+            "caller_num": CALLERS[(i * 7919) % 5000],
+            "callee_num": CALLERS[(i * 104729 + 1) % 5000],
+            "call_type": call_type,
             "duration_sec": 0 if call_type == "SMS" else (i * 31) % 1800,
-            "event_time": ms, "tower_id": TOWERS[(i * 13) % 50],
+            "event_time": ms,
+            "tower_id": TOWERS[(i * 13) % 50],
             "signal_strength": 1 + (i * 17) % 5,
             "data_volume_kb": (i * 101) % 20_000 if call_type == "DATA" else 0,
         }
@@ -96,11 +106,16 @@ def baseline_child(spec: str) -> None:
 
     spark = session(AggregateSettings(), StackSettings(), app_name="bench-replay-baseline")
     kafka = KafkaSettings()
-    df = (spark.read.format("kafka").options(**kafka.spark_options())
-          .option("assign", args["assign"]).option("startingOffsets", args["starting"])
-          .option("endingOffsets", args["ending"])
-          .option("kafka.isolation.level", "read_committed").load()
-          .select("key", "value", "partition", "offset", "timestamp"))
+    df = (
+        spark.read.format("kafka")
+        .options(**kafka.spark_options())
+        .option("assign", args["assign"])
+        .option("startingOffsets", args["starting"])
+        .option("endingOffsets", args["ending"])
+        .option("kafka.isolation.level", "read_committed")
+        .load()
+        .select("key", "value", "partition", "offset", "timestamp")
+    )
     df.write.mode("overwrite").parquet(args["output"])
     rows = spark.read.parquet(args["output"]).count()
     spark.stop()
@@ -120,8 +135,9 @@ def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--records", type=int,
-                    default=int(os.environ.get("KAPPA_BENCH_REPLAY_RECORDS", "10000000")))
+    ap.add_argument(
+        "--records", type=int, default=int(os.environ.get("KAPPA_BENCH_REPLAY_RECORDS", "10000000"))
+    )
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--baseline-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -135,43 +151,74 @@ def main() -> None:
             written, load_s = load(stack.kafka, stack.registry, topic, args.records)
             print(f"loaded {written:,} records in {load_s:.1f} s", flush=True)
             the_plan: ReplayPlan = plan(stack.kafka, topic, T1, T2, MARGIN)
-            env = {**os.environ, "KAPPA_KAFKA_BOOTSTRAP": stack.kafka.bootstrap,
-                   "KAPPA_SCHEMA_REGISTRY_URL": stack.registry.url,
-                   "KAPPA_REPLAY_PROGRESS": "false", "KAPPA_REPLAY_METRICS_PORT": "0",
-                   "KAPPA_LOG_LEVEL": "WARNING"}
-            spec = json.dumps({"assign": the_plan.assign_json(),
-                               "starting": the_plan.starting_offsets_json(),
-                               "ending": the_plan.ending_offsets_json(),
-                               "output": str(Path(tmp) / "baseline")})
-            base_s, base_out = _run([sys.executable, "-m", "bench.replay", "--baseline-child",
-                                     spec], env)
+            env = {
+                **os.environ,
+                "KAPPA_KAFKA_BOOTSTRAP": stack.kafka.bootstrap,
+                "KAPPA_SCHEMA_REGISTRY_URL": stack.registry.url,
+                "KAPPA_REPLAY_PROGRESS": "false",
+                "KAPPA_REPLAY_METRICS_PORT": "0",
+                "KAPPA_LOG_LEVEL": "WARNING",
+            }
+            spec = json.dumps(
+                {
+                    "assign": the_plan.assign_json(),
+                    "starting": the_plan.starting_offsets_json(),
+                    "ending": the_plan.ending_offsets_json(),
+                    "output": str(Path(tmp) / "baseline"),
+                }
+            )
+            base_s, base_out = _run(
+                [sys.executable, "-m", "bench.replay", "--baseline-child", spec], env
+            )
             base = json.loads(base_out.strip().splitlines()[-1])
             print(f"baseline: {base['rows']:,} rows in {base_s:.1f} s", flush=True)
             kappa = str(Path(sys.executable).parent / "kappa")
-            replay_s, out = _run([kappa, "replay", "--from", iso(T1), "--to", iso(T2),
-                                  "--topic", topic, "--json",
-                                  "--output", str(Path(tmp) / "replay")], env)
-            manifest = json.loads(out[out.index("{"):])
+            replay_s, out = _run(
+                [
+                    kappa,
+                    "replay",
+                    "--from",
+                    iso(T1),
+                    "--to",
+                    iso(T2),
+                    "--topic",
+                    topic,
+                    "--json",
+                    "--output",
+                    str(Path(tmp) / "replay"),
+                ],
+                env,
+            )
+            manifest = json.loads(out[out.index("{") :])
             records = manifest["counts"]["records"]
             print(f"replay: {records:,} records in {replay_s:.1f} s", flush=True)
         finally:
             delete_topics(stack.kafka, [topic])
-    write_results("replay", {
-        "records_in_range": records,
-        "records_loaded": written,
-        "offsets_read": the_plan.offsets_to_read,
-        "partitions": args.partitions,
-        "load_seconds": round(load_s, 1),
-        "replay": {"wall_seconds": round(replay_s, 1),
-                   "inside_job_seconds": manifest["summary"]["seconds"],
-                   "records_per_second": round(records / replay_s)},
-        "baseline_read_write_unaggregated": {
-            "wall_seconds": round(base_s, 1), "rows": base["rows"],
-            "records_per_second": round(base["rows"] / base_s)},
-        "ratio_replay_to_baseline": round(replay_s / base_s, 2),
-        "note": ("wall times of fresh processes, Spark start-up included; local[2]; "
-                 "the machine is shared, see load_average_1m"),
-    })
+    write_results(
+        "replay",
+        {
+            "records_in_range": records,
+            "records_loaded": written,
+            "offsets_read": the_plan.offsets_to_read,
+            "partitions": args.partitions,
+            "load_seconds": round(load_s, 1),
+            "replay": {
+                "wall_seconds": round(replay_s, 1),
+                "inside_job_seconds": manifest["summary"]["seconds"],
+                "records_per_second": round(records / replay_s),
+            },
+            "baseline_read_write_unaggregated": {
+                "wall_seconds": round(base_s, 1),
+                "rows": base["rows"],
+                "records_per_second": round(base["rows"] / base_s),
+            },
+            "ratio_replay_to_baseline": round(replay_s / base_s, 2),
+            "note": (
+                "wall times of fresh processes, Spark start-up included; local[2]; "
+                "the machine is shared, see load_average_1m"
+            ),
+        },
+    )
 
 
 if __name__ == "__main__":

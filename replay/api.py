@@ -43,20 +43,32 @@ def verify_interval(start: datetime, end: datetime, output: str | None = None) -
         parquet_rows = spark.read.parquet(join(folder, job.CDR_DIR)).count()
     success = fs.exists(join(folder, job.SUCCESS))
     if manifest is None and not success:
-        msg = (f"there is no replay of [{iso(start)}, {iso(end)}) at {folder} "
-               "(no manifest.json, no _SUCCESS)")
+        msg = (
+            f"there is no replay of [{iso(start)}, {iso(end)}) at {folder} "
+            "(no manifest.json, no _SUCCESS)"
+        )
         raise ReplayVerificationError(msg)
     the_plan = runner.plan_range(s, start, end)
     expected, source = verify.ledger_count(s.kafka, s.registry, the_plan)
-    report = verify.check(manifest, success=success, plan=the_plan, expected=expected,
-                          source=source, parquet_rows=parquet_rows)
-    log.info("replay verified from=%s to=%s records=%s source=%s", iso(start), iso(end),
-             report["records"], source)
+    report = verify.check(
+        manifest,
+        success=success,
+        plan=the_plan,
+        expected=expected,
+        source=source,
+        parquet_rows=parquet_rows,
+    )
+    log.info(
+        "replay verified from=%s to=%s records=%s source=%s",
+        iso(start),
+        iso(end),
+        report["records"],
+        source,
+    )
     return report
 
 
-def interval_metrics(start: datetime, end: datetime, output: str | None = None
-                     ) -> dict[str, Any]:
+def interval_metrics(start: datetime, end: datetime, output: str | None = None) -> dict[str, Any]:
     """Records, customers (distinct callers), towers and revenue of a replayed interval,
     from its manifest; also set as the Prometheus gauges of the last interval."""
     s = runner.Settings.load()
@@ -80,7 +92,13 @@ def interval_metrics(start: datetime, end: datetime, output: str | None = None
         "run_id": manifest["run_id"],
         "path": manifest["path"],
     }
-    log.info("interval metrics from=%s to=%s records=%s customers=%s towers=%s revenue=%s",
-             out["from"], out["to"], out["records"], out["customers"], out["towers"],
-             out["revenue"])
+    log.info(
+        "interval metrics from=%s to=%s records=%s customers=%s towers=%s revenue=%s",
+        out["from"],
+        out["to"],
+        out["records"],
+        out["customers"],
+        out["towers"],
+        out["revenue"],
+    )
     return out

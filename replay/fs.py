@@ -98,8 +98,9 @@ class HadoopFs:
                 self.delete(url)
             elif child.startswith(f"{REPLACED_PREFIX}{name}-"):
                 if not self.exists(target) and self.rename(url, target):
-                    log.warning("restored the previous output of an interrupted swap path=%s",
-                                target)
+                    log.warning(
+                        "restored the previous output of an interrupted swap path=%s", target
+                    )
                 else:
                     self.delete(url)
 

@@ -105,9 +105,18 @@ def decode(spark: SparkSession, raw: DataFrame, ctx: ReplayContext, topic: str) 
 def undecodable(raw: DataFrame, ctx: ReplayContext, topic: str) -> DataFrame:
     """The rows whose bytes are not a record (wrong magic byte, malformed Avro), as they were."""
     decoders = Decoders.fetch(clients.registry(ctx.registry), topic)
-    return agg_decode.decode(raw, decoders).where(F.col("decoded").isNull()).select(
-        "key", "value", "partition", "offset", "timestamp",
-        F.col("schema_id").cast("int").alias("schema_id"))
+    return (
+        agg_decode.decode(raw, decoders)
+        .where(F.col("decoded").isNull())
+        .select(
+            "key",
+            "value",
+            "partition",
+            "offset",
+            "timestamp",
+            F.col("schema_id").cast("int").alias("schema_id"),
+        )
+    )
 
 
 def in_range(cdrs: DataFrame, plan: ReplayPlan) -> DataFrame:
@@ -125,8 +134,9 @@ def with_partitions(cdrs: DataFrame) -> DataFrame:
 # -- the job ---------------------------------------------------------------------------------
 
 
-def run(spark: SparkSession, plan: ReplayPlan, ctx: ReplayContext,
-        run_id: str | None = None) -> dict[str, Any]:
+def run(
+    spark: SparkSession, plan: ReplayPlan, ctx: ReplayContext, run_id: str | None = None
+) -> dict[str, Any]:
     """Replay ``plan`` into ``<root>/<range id>/``; return the manifest.
 
     Raises ``ReplayFailedError`` (previous output intact, staging removed) when anything fails.
@@ -139,9 +149,14 @@ def run(spark: SparkSession, plan: ReplayPlan, ctx: ReplayContext,
     fs.mkdirs(fs.root)
     fs.recover(plan.range_id)
     staging = join(fs.root, f"{STAGING_PREFIX}{plan.range_id}-{run_id}")
-    log.info("replay started run_id=%s from=%s to=%s offsets=%s target=%s", run_id,
-             iso(plan.start), iso(plan.end), plan.offsets_to_read,
-             join(fs.root, plan.range_id))
+    log.info(
+        "replay started run_id=%s from=%s to=%s offsets=%s target=%s",
+        run_id,
+        iso(plan.start),
+        iso(plan.end),
+        plan.offsets_to_read,
+        join(fs.root, plan.range_id),
+    )
     cached: DataFrame | None = None
     try:
         with Progress(spark, enabled=ctx.progress):
@@ -151,20 +166,37 @@ def run(spark: SparkSession, plan: ReplayPlan, ctx: ReplayContext,
             counts = _counts(cached, plan)
             if counts["totals"]["undecodable"]:
                 # Errors are data: kept with their coordinates, counted in the manifest.
-                log.warning("undecodable records in the replayed offsets count=%s",
-                            counts["totals"]["undecodable"])
-                (undecodable(read_offsets(spark, ctx.kafka, plan), ctx, plan.topic)
-                 .coalesce(1).write.mode("errorifexists")
-                 .parquet(join(staging, UNDECODABLE_DIR)))
+                log.warning(
+                    "undecodable records in the replayed offsets count=%s",
+                    counts["totals"]["undecodable"],
+                )
+                (
+                    undecodable(read_offsets(spark, ctx.kafka, plan), ctx, plan.topic)
+                    .coalesce(1)
+                    .write.mode("errorifexists")
+                    .parquet(join(staging, UNDECODABLE_DIR))
+                )
             rows = in_range(cached, plan)
-            (with_partitions(rows).write.mode("errorifexists")
-             .partitionBy(*PARTITION_COLUMNS).parquet(join(staging, CDR_DIR)))
+            (
+                with_partitions(rows)
+                .write.mode("errorifexists")
+                .partitionBy(*PARTITION_COLUMNS)
+                .parquet(join(staging, CDR_DIR))
+            )
             rates = transforms.RateCard.from_settings(ctx.aggregate)
             window = ctx.aggregate.window
-            (transforms.billing(rows, rates, window).coalesce(1)
-             .write.mode("errorifexists").parquet(join(staging, BILLING_DIR)))
-            (transforms.network_health(rows, ctx.aggregate.low_signal_threshold, window)
-             .coalesce(1).write.mode("errorifexists").parquet(join(staging, NETWORK_DIR)))
+            (
+                transforms.billing(rows, rates, window)
+                .coalesce(1)
+                .write.mode("errorifexists")
+                .parquet(join(staging, BILLING_DIR))
+            )
+            (
+                transforms.network_health(rows, ctx.aggregate.low_signal_threshold, window)
+                .coalesce(1)
+                .write.mode("errorifexists")
+                .parquet(join(staging, NETWORK_DIR))
+            )
             summary = _summary(spark, rows, staging)
         summary["seconds"] = round(time.monotonic() - started, 3)
         manifest = _manifest(plan, run_id, counts, summary, ctx)
@@ -176,16 +208,26 @@ def run(spark: SparkSession, plan: ReplayPlan, ctx: ReplayContext,
         if isinstance(exc, ReplayFailedError):
             raise
         unknown = unknown_id_in(str(exc))
-        why = (f"a record carries schema id {unknown}, not registered under the topic's subject"
-               if unknown is not None else f"{type(exc).__name__}: {_first_line(exc)}")
-        msg = (f"replay of [{iso(plan.start)}, {iso(plan.end)}) failed ({why}); "
-               "the previous output, if any, is untouched")
+        why = (
+            f"a record carries schema id {unknown}, not registered under the topic's subject"
+            if unknown is not None
+            else f"{type(exc).__name__}: {_first_line(exc)}"
+        )
+        msg = (
+            f"replay of [{iso(plan.start)}, {iso(plan.end)}) failed ({why}); "
+            "the previous output, if any, is untouched"
+        )
         raise ReplayFailedError(msg) from exc
     finally:
         if cached is not None:
             cached.unpersist()
-    log.info("replay done run_id=%s path=%s records=%s seconds=%s", run_id, manifest["path"],
-             manifest["counts"]["records"], summary["seconds"])
+    log.info(
+        "replay done run_id=%s path=%s records=%s seconds=%s",
+        run_id,
+        manifest["path"],
+        manifest["counts"]["records"],
+        summary["seconds"],
+    )
     return manifest
 
 
@@ -204,17 +246,31 @@ def _first_line(exc: BaseException) -> str:
 def _counts(cdrs: DataFrame, plan: ReplayPlan) -> dict[str, Any]:
     """Per partition and schema id: records read, before, in and after the range."""
     ms = F.unix_millis(F.col("event_time"))
-    where = (F.when(F.col("call_id").isNull(), F.lit("undecodable"))
-             .when(ms < F.lit(to_ms(plan.start)), F.lit("before"))
-             .when(ms >= F.lit(to_ms(plan.end)), F.lit("after")).otherwise(F.lit("in")))
-    rows = (cdrs.groupBy("kafka_partition", "schema_id", where.alias("where"))
-            .agg(F.count(F.lit(1)).alias("n"), F.min("kafka_offset").alias("lo"),
-                 F.max("kafka_offset").alias("hi"))
-            .collect())
+    where = (
+        F.when(F.col("call_id").isNull(), F.lit("undecodable"))
+        .when(ms < F.lit(to_ms(plan.start)), F.lit("before"))
+        .when(ms >= F.lit(to_ms(plan.end)), F.lit("after"))
+        .otherwise(F.lit("in"))
+    )
+    rows = (
+        cdrs.groupBy("kafka_partition", "schema_id", where.alias("where"))
+        .agg(
+            F.count(F.lit(1)).alias("n"),
+            F.min("kafka_offset").alias("lo"),
+            F.max("kafka_offset").alias("hi"),
+        )
+        .collect()
+    )
     parts: dict[int, dict[str, Any]] = {
-        s.partition: {"partition": s.partition, "start_offset": s.start, "end_offset": s.end,
-                      "read": 0, "in_range": 0, "first_offset_read": None,
-                      "last_offset_read": None}
+        s.partition: {
+            "partition": s.partition,
+            "start_offset": s.start,
+            "end_offset": s.end,
+            "read": 0,
+            "in_range": 0,
+            "first_offset_read": None,
+            "last_offset_read": None,
+        }
         for s in plan.spans
     }
     schema_ids: dict[str, int] = {}
@@ -224,28 +280,42 @@ def _counts(cdrs: DataFrame, plan: ReplayPlan) -> dict[str, Any]:
         n = int(r["n"])
         p["read"] += n
         lo, hi = int(r["lo"]), int(r["hi"])
-        p["first_offset_read"] = lo if p["first_offset_read"] is None else min(
-            lo, p["first_offset_read"])
-        p["last_offset_read"] = hi if p["last_offset_read"] is None else max(
-            hi, p["last_offset_read"])
+        p["first_offset_read"] = (
+            lo if p["first_offset_read"] is None else min(lo, p["first_offset_read"])
+        )
+        p["last_offset_read"] = (
+            hi if p["last_offset_read"] is None else max(hi, p["last_offset_read"])
+        )
         totals["read"] += n
-        key = {"before": "before_range", "in": "records", "after": "after_range",
-               "undecodable": "undecodable"}[r["where"]]
+        key = {
+            "before": "before_range",
+            "in": "records",
+            "after": "after_range",
+            "undecodable": "undecodable",
+        }[r["where"]]
         totals[key] += n
         if r["where"] == "in":
             p["in_range"] += n
             sid = str(r["schema_id"])
             schema_ids[sid] = schema_ids.get(sid, 0) + n
-    return {"totals": totals, "partitions": [parts[k] for k in sorted(parts)],
-            "schema_ids": dict(sorted(schema_ids.items()))}
+    return {
+        "totals": totals,
+        "partitions": [parts[k] for k in sorted(parts)],
+        "schema_ids": dict(sorted(schema_ids.items())),
+    }
 
 
 def _summary(spark: SparkSession, rows: DataFrame, staging: str) -> dict[str, Any]:
-    agg = rows.agg(F.count(F.lit(1)).alias("records"),
-                   F.countDistinct("caller_num").alias("callers"),
-                   F.countDistinct("tower_id").alias("towers")).first()
-    revenue = spark.read.parquet(join(staging, BILLING_DIR)).agg(
-        F.sum("revenue").alias("revenue")).first()
+    agg = rows.agg(
+        F.count(F.lit(1)).alias("records"),
+        F.countDistinct("caller_num").alias("callers"),
+        F.countDistinct("tower_id").alias("towers"),
+    ).first()
+    revenue = (
+        spark.read.parquet(join(staging, BILLING_DIR))
+        .agg(F.sum("revenue").alias("revenue"))
+        .first()
+    )
     return {
         "records": int(agg["records"]) if agg else 0,
         "callers": int(agg["callers"]) if agg else 0,
@@ -254,14 +324,23 @@ def _summary(spark: SparkSession, rows: DataFrame, staging: str) -> dict[str, An
     }
 
 
-def _manifest(plan: ReplayPlan, run_id: str, counts: dict[str, Any], summary: dict[str, Any],
-              ctx: ReplayContext) -> dict[str, Any]:
+def _manifest(
+    plan: ReplayPlan,
+    run_id: str,
+    counts: dict[str, Any],
+    summary: dict[str, Any],
+    ctx: ReplayContext,
+) -> dict[str, Any]:
     return {
         "version": MANIFEST_VERSION,
         "run_id": run_id,
-        "range": {"from": iso(plan.start), "to": iso(plan.end),
-                  "from_ms": to_ms(plan.start), "to_ms": to_ms(plan.end),
-                  "lateness_margin_s": int(plan.margin.total_seconds())},
+        "range": {
+            "from": iso(plan.start),
+            "to": iso(plan.end),
+            "from_ms": to_ms(plan.start),
+            "to_ms": to_ms(plan.end),
+            "lateness_margin_s": int(plan.margin.total_seconds()),
+        },
         "topic": plan.topic,
         "planned_at": iso(plan.planned_at),
         "finished_at": iso(datetime.now(UTC)),
@@ -269,14 +348,22 @@ def _manifest(plan: ReplayPlan, run_id: str, counts: dict[str, Any], summary: di
         "counts": counts["totals"],
         "schema_ids": counts["schema_ids"],
         "summary": summary,
-        "outputs": {"cdr": CDR_DIR, "billing_report": BILLING_DIR,
-                    "network_health": NETWORK_DIR, "partitioned_by": PARTITION_COLUMNS},
-        "aggregation": {"window": ctx.aggregate.window,
-                        "low_signal_threshold": ctx.aggregate.low_signal_threshold,
-                        "rates": {"voice_per_minute": ctx.aggregate.rate_voice_per_minute,
-                                  "sms_each": ctx.aggregate.rate_sms_each,
-                                  "data_per_mb": ctx.aggregate.rate_data_per_mb,
-                                  "currency": ctx.aggregate.currency}},
+        "outputs": {
+            "cdr": CDR_DIR,
+            "billing_report": BILLING_DIR,
+            "network_health": NETWORK_DIR,
+            "partitioned_by": PARTITION_COLUMNS,
+        },
+        "aggregation": {
+            "window": ctx.aggregate.window,
+            "low_signal_threshold": ctx.aggregate.low_signal_threshold,
+            "rates": {
+                "voice_per_minute": ctx.aggregate.rate_voice_per_minute,
+                "sms_each": ctx.aggregate.rate_sms_each,
+                "data_per_mb": ctx.aggregate.rate_data_per_mb,
+                "currency": ctx.aggregate.currency,
+            },
+        },
     }
 
 

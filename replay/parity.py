@@ -56,10 +56,20 @@ class Table:
 
 
 TABLES = (
-    Table("billing", BILLING_DIR, "caller_num",
-          tuple(f.name for f in transforms.BILLING_SCHEMA.fields), "caller_num"),
-    Table("network", NETWORK_DIR, "tower_id",
-          tuple(f.name for f in transforms.NETWORK_SCHEMA.fields), "tower_id"),
+    Table(
+        "billing",
+        BILLING_DIR,
+        "caller_num",
+        tuple(f.name for f in transforms.BILLING_SCHEMA.fields),
+        "caller_num",
+    ),
+    Table(
+        "network",
+        NETWORK_DIR,
+        "tower_id",
+        tuple(f.name for f in transforms.NETWORK_SCHEMA.fields),
+        "tower_id",
+    ),
 )
 
 
@@ -92,10 +102,13 @@ class ParityReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "from": iso(self.start), "to": iso(self.end),
+            "from": iso(self.start),
+            "to": iso(self.end),
             "closed_until": iso(self.closed_until) if self.closed_until else None,
-            "windows_compared": self.windows, "late_records": self.late_records,
-            "rows": self.rows, "matching": self.matching,
+            "windows_compared": self.windows,
+            "late_records": self.late_records,
+            "rows": self.rows,
+            "matching": self.matching,
             "explained": [d.to_dict() for d in self.explained],
             "unexplained": [d.to_dict() for d in self.unexplained],
         }
@@ -107,17 +120,22 @@ class ParityReport:
             f"{self.late_records} late records captured by the stream",
         ]
         for t in TABLES:
-            lines.append(f"  {t.name:<8} rows {self.rows.get(t.name, 0):>8}  equal "
-                         f"{self.matching.get(t.name, 0):>8}  explained by late records "
-                         f"{sum(d.table == t.name for d in self.explained):>6}  unexplained "
-                         f"{sum(d.table == t.name for d in self.unexplained):>6}")
+            lines.append(
+                f"  {t.name:<8} rows {self.rows.get(t.name, 0):>8}  equal "
+                f"{self.matching.get(t.name, 0):>8}  explained by late records "
+                f"{sum(d.table == t.name for d in self.explained):>6}  unexplained "
+                f"{sum(d.table == t.name for d in self.unexplained):>6}"
+            )
         for kind, diffs in (("unexplained", self.unexplained), ("explained", self.explained)):
             for d in diffs[:show]:
                 lines.append(f"  {kind}: {d.table} window {d.window_start} {d.key}: {d.reason}")
             if len(diffs) > show:
                 lines.append(f"  ... {len(diffs) - show} more {kind}")
-        lines.append("no unexplained difference" if not self.unexplained
-                     else f"{len(self.unexplained)} unexplained differences")
+        lines.append(
+            "no unexplained difference"
+            if not self.unexplained
+            else f"{len(self.unexplained)} unexplained differences"
+        )
         return "\n".join(lines)
 
 
@@ -125,77 +143,123 @@ def aggregate_root(s: runner.Settings, aggregate_output: str | None) -> str:
     return normalize(agg_job.Paths.resolve(s.aggregate, s.stack, aggregate_output).output)
 
 
-def compare(spark: SparkSession, s: runner.Settings, start: datetime, end: datetime, *,
-            aggregate_output: str | None = None, topic: str | None = None) -> ParityReport:
+def compare(
+    spark: SparkSession,
+    s: runner.Settings,
+    start: datetime,
+    end: datetime,
+    *,
+    aggregate_output: str | None = None,
+    topic: str | None = None,
+) -> ParityReport:
     the_plan = runner.plan_range(s, start, end, topic)
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     root = aggregate_root(s, aggregate_output)
     fs = HadoopFs(spark, root)
     for t in TABLES:
         if not fs.exists(join(root, t.folder)):
-            msg = (f"no streaming output {join(root, t.folder)}; run `kappa aggregate` first "
-                   "or give --aggregate-output")
+            msg = (
+                f"no streaming output {join(root, t.folder)}; run `kappa aggregate` first "
+                "or give --aggregate-output"
+            )
             raise ParityError(msg)
-    stream = {t.name: spark.read.parquet(join(root, t.folder)).select(*t.columns)
-              for t in TABLES}
-    closed_row = stream["billing"].select("window_end").union(
-        stream["network"].select("window_end")).agg(F.max("window_end").alias("m")).first()
+    stream = {t.name: spark.read.parquet(join(root, t.folder)).select(*t.columns) for t in TABLES}
+    closed_row = (
+        stream["billing"]
+        .select("window_end")
+        .union(stream["network"].select("window_end"))
+        .agg(F.max("window_end").alias("m"))
+        .first()
+    )
     closed_until: datetime | None = closed_row["m"] if closed_row else None
     if closed_until is None:
         msg = f"the streaming output under {root} has no closed window yet"
         raise ParityError(msg)
-    closed_until = closed_until.replace(tzinfo=UTC) if closed_until.tzinfo is None else (
-        closed_until.astimezone(UTC))
+    closed_until = (
+        closed_until.replace(tzinfo=UTC)
+        if closed_until.tzinfo is None
+        else (closed_until.astimezone(UTC))
+    )
     lo, hi = to_ms(the_plan.start), min(to_ms(the_plan.end), to_ms(closed_until))
 
-    def in_windows(df: DataFrame, start_col: str = "window_start",
-                   end_col: str = "window_end") -> DataFrame:
-        return df.where((F.unix_millis(F.col(start_col)) >= F.lit(lo))
-                        & (F.unix_millis(F.col(end_col)) <= F.lit(hi)))
+    def in_windows(
+        df: DataFrame, start_col: str = "window_start", end_col: str = "window_end"
+    ) -> DataFrame:
+        return df.where(
+            (F.unix_millis(F.col(start_col)) >= F.lit(lo))
+            & (F.unix_millis(F.col(end_col)) <= F.lit(hi))
+        )
 
     ctx = s.context(progress=False)
-    rows = job.in_range(job.decode(spark, job.read_offsets(spark, s.kafka, the_plan), ctx,
-                                   the_plan.topic), the_plan).persist(StorageLevel.MEMORY_AND_DISK)
+    rows = job.in_range(
+        job.decode(spark, job.read_offsets(spark, s.kafka, the_plan), ctx, the_plan.topic), the_plan
+    ).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        late = in_windows(_late(spark, fs, root, s, topic), "missed_window_start",
-                          "missed_window_end").persist(StorageLevel.MEMORY_AND_DISK)
+        late = in_windows(
+            _late(spark, fs, root, s, topic), "missed_window_start", "missed_window_end"
+        ).persist(StorageLevel.MEMORY_AND_DISK)
         late_ids = late.select("call_id").distinct()
         kept = rows.join(late_ids, "call_id", "left_anti")
         rates = transforms.RateCard.from_settings(s.aggregate)
         window, low = s.aggregate.window, s.aggregate.low_signal_threshold
-        replayed = {"billing": transforms.billing(rows, rates, window),
-                    "network": transforms.network_health(rows, low, window)}
-        adjusted = {"billing": transforms.billing(kept, rates, window),
-                    "network": transforms.network_health(kept, low, window)}
-        windows = in_windows(
-            replayed["billing"].select("window_start", "window_end").union(
-                stream["billing"].select("window_start", "window_end"))).distinct().count()
+        replayed = {
+            "billing": transforms.billing(rows, rates, window),
+            "network": transforms.network_health(rows, low, window),
+        }
+        adjusted = {
+            "billing": transforms.billing(kept, rates, window),
+            "network": transforms.network_health(kept, low, window),
+        }
+        windows = (
+            in_windows(
+                replayed["billing"]
+                .select("window_start", "window_end")
+                .union(stream["billing"].select("window_start", "window_end"))
+            )
+            .distinct()
+            .count()
+        )
         report = ParityReport(the_plan.start, the_plan.end, closed_until, windows, late.count())
         for t in TABLES:
             late_by_key = {
                 (r["w"], r["k"]): int(r["n"])
-                for r in late.groupBy(F.unix_millis("missed_window_start").alias("w"),
-                                      F.col(t.late_key).alias("k"))
-                .agg(F.count(F.lit(1)).alias("n")).collect()
+                for r in late.groupBy(
+                    F.unix_millis("missed_window_start").alias("w"), F.col(t.late_key).alias("k")
+                )
+                .agg(F.count(F.lit(1)).alias("n"))
+                .collect()
             }
-            _compare_table(t, stream=in_windows(stream[t.name]),
-                           replayed=in_windows(replayed[t.name]),
-                           adjusted=in_windows(adjusted[t.name]), late_by_key=late_by_key,
-                           report=report)
+            _compare_table(
+                t,
+                stream=in_windows(stream[t.name]),
+                replayed=in_windows(replayed[t.name]),
+                adjusted=in_windows(adjusted[t.name]),
+                late_by_key=late_by_key,
+                report=report,
+            )
     finally:
         rows.unpersist()
     for t in TABLES:
         metrics.PARITY_DIFFERENCES.labels(t.name, "explained").set(
-            sum(d.table == t.name for d in report.explained))
+            sum(d.table == t.name for d in report.explained)
+        )
         metrics.PARITY_DIFFERENCES.labels(t.name, "unexplained").set(
-            sum(d.table == t.name for d in report.unexplained))
-    log.info("parity from=%s to=%s windows=%s explained=%s unexplained=%s", iso(start),
-             iso(end), report.windows, len(report.explained), len(report.unexplained))
+            sum(d.table == t.name for d in report.unexplained)
+        )
+    log.info(
+        "parity from=%s to=%s windows=%s explained=%s unexplained=%s",
+        iso(start),
+        iso(end),
+        report.windows,
+        len(report.explained),
+        len(report.unexplained),
+    )
     return report
 
 
-def _late(spark: SparkSession, fs: HadoopFs, root: str, s: runner.Settings,
-          topic: str | None) -> DataFrame:
+def _late(
+    spark: SparkSession, fs: HadoopFs, root: str, s: runner.Settings, topic: str | None
+) -> DataFrame:
     """Late records the aggregation captured: its ``late/`` Parquet, else the late topic."""
     cols = ["call_id", "caller_num", "tower_id", "missed_window_start", "missed_window_end"]
     folder = join(root, LATE_DIR)
@@ -213,20 +277,35 @@ def _differs(a: Column, b: Column, double: bool) -> Column:
     return ~a.eqNullSafe(b)
 
 
-def _compare_table(t: Table, *, stream: DataFrame, replayed: DataFrame, adjusted: DataFrame,
-                   late_by_key: dict[tuple[int, str], int], report: ParityReport) -> None:
+def _compare_table(
+    t: Table,
+    *,
+    stream: DataFrame,
+    replayed: DataFrame,
+    adjusted: DataFrame,
+    late_by_key: dict[tuple[int, str], int],
+    report: ParityReport,
+) -> None:
     keys = ["window_start", t.key]
     values = [c for c in t.columns if c not in (*keys, "window_end")]
-    doubles = {f.name for f in (transforms.BILLING_SCHEMA.fields if t.name == "billing"
-                                else transforms.NETWORK_SCHEMA.fields)
-               if isinstance(f.dataType, DoubleType)}
+    doubles = {
+        f.name
+        for f in (
+            transforms.BILLING_SCHEMA.fields
+            if t.name == "billing"
+            else transforms.NETWORK_SCHEMA.fields
+        )
+        if isinstance(f.dataType, DoubleType)
+    }
     s = stream.groupBy(*keys).agg(
-        F.count(F.lit(1)).alias("s_copies"),
-        *[F.first(c).alias(f"s_{c}") for c in values])
-    r = replayed.select(*keys, *[F.col(c).alias(f"r_{c}") for c in values],
-                        F.lit(True).alias("r_present"))
-    a = adjusted.select(*keys, *[F.col(c).alias(f"a_{c}") for c in values],
-                        F.lit(True).alias("a_present"))
+        F.count(F.lit(1)).alias("s_copies"), *[F.first(c).alias(f"s_{c}") for c in values]
+    )
+    r = replayed.select(
+        *keys, *[F.col(c).alias(f"r_{c}") for c in values], F.lit(True).alias("r_present")
+    )
+    a = adjusted.select(
+        *keys, *[F.col(c).alias(f"a_{c}") for c in values], F.lit(True).alias("a_present")
+    )
     joined = s.join(r, keys, "full_outer").join(a, keys, "left_outer").persist()
     try:
         differs = F.lit(False)

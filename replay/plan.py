@@ -134,8 +134,10 @@ def check_range(start: datetime, end: datetime, margin: timedelta, now: datetime
     """Refuse a reversed or empty range, and one that is not closed yet."""
     for name, t in (("--from", start), ("--to", end)):
         if t.tzinfo is None:
-            msg = (f"{name} {t.isoformat()} has no time zone; "
-                   "give UTC times such as 2026-01-01T00:00:00Z")
+            msg = (
+                f"{name} {t.isoformat()} has no time zone; "
+                "give UTC times such as 2026-01-01T00:00:00Z"
+            )
             raise ReversedRangeError(msg)
     if end <= start:
         what = "empty" if end == start else "reversed"
@@ -152,8 +154,9 @@ def check_range(start: datetime, end: datetime, margin: timedelta, now: datetime
         raise RangeNotClosedError(msg)
 
 
-def check_retention(start: datetime, margin: timedelta, now: datetime, retention_ms: int | None,
-                    topic: str) -> None:
+def check_retention(
+    start: datetime, margin: timedelta, now: datetime, retention_ms: int | None, topic: str
+) -> None:
     """Refuse a range whose start (minus the margin) the topic's retention has passed."""
     if retention_ms is None or retention_ms < 0:
         return
@@ -167,8 +170,16 @@ def check_retention(start: datetime, margin: timedelta, now: datetime, retention
         raise RangeExpiredError(msg)
 
 
-def check_deleted(topic: str, partition: int, *, low: int, high: int, first_at_start: int,
-                  start: datetime, margin: timedelta) -> None:
+def check_deleted(
+    topic: str,
+    partition: int,
+    *,
+    low: int,
+    high: int,
+    first_at_start: int,
+    start: datetime,
+    margin: timedelta,
+) -> None:
     """Refuse when records a partition no longer holds may have belonged to the range.
 
     ``first_at_start`` is the first offset whose timestamp is at or after
@@ -209,15 +220,24 @@ def plan(
         partitions = _partitions(consumer, kafka, topic)
         check_retention(start, margin, now, _retention_ms(kafka, topic), topic)
         marks = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=TIMEOUT_S,
-                                              cached=False)
+            p: consumer.get_watermark_offsets(
+                TopicPartition(topic, p), timeout=TIMEOUT_S, cached=False
+            )
             for p in partitions
         }
         firsts = _offsets_for_time(consumer, topic, partitions, start - margin)
         candidates = _offsets_for_time(consumer, topic, partitions, end + margin)
-        lasts = {p: _first_record_at(consumer, topic, p, candidate=candidates[p],
-                                     high=marks[p][1], target_ms=to_ms(end + margin))
-                 for p in partitions}
+        lasts = {
+            p: _first_record_at(
+                consumer,
+                topic,
+                p,
+                candidate=candidates[p],
+                high=marks[p][1],
+                target_ms=to_ms(end + margin),
+            )
+            for p in partitions
+        }
     except KafkaException as exc:
         msg = f"could not plan the replay of {topic} at {kafka.bootstrap}: {exc.args[0]}"
         raise TopicMissingError(msg) from exc
@@ -226,17 +246,23 @@ def plan(
     spans = []
     for p in partitions:
         low, high = marks[p]
-        check_deleted(topic, p, low=low, high=high, first_at_start=firsts[p], start=start,
-                      margin=margin)
+        check_deleted(
+            topic, p, low=low, high=high, first_at_start=firsts[p], start=start, margin=margin
+        )
         first = firsts[p] if firsts[p] >= 0 else high
         last = lasts[p]
         first = max(low, min(first, high))
         last = max(first, min(last, high))
         spans.append(PartitionSpan(p, first, last))
     result = ReplayPlan(topic, start, end, margin, tuple(spans), planned_at=now)
-    log.info("replay planned topic=%s from=%s to=%s offsets=%s spans=%s", topic, iso(start),
-             iso(end), result.offsets_to_read,
-             " ".join(f"{s.partition}:{s.start}-{s.end}" for s in spans))
+    log.info(
+        "replay planned topic=%s from=%s to=%s offsets=%s spans=%s",
+        topic,
+        iso(start),
+        iso(end),
+        result.offsets_to_read,
+        " ".join(f"{s.partition}:{s.start}-{s.end}" for s in spans),
+    )
     return result
 
 
@@ -265,8 +291,9 @@ def _retention_ms(kafka: KafkaSettings, topic: str) -> int | None:
     return int(entry.value)
 
 
-def _first_record_at(consumer: Consumer, topic: str, partition: int, *, candidate: int,
-                     high: int, target_ms: int) -> int:
+def _first_record_at(
+    consumer: Consumer, topic: str, partition: int, *, candidate: int, high: int, target_ms: int
+) -> int:
     """The offset of the first record at or after ``candidate`` whose timestamp is at or
     after ``target_ms``; ``high`` when there is none (or the scan runs out of budget).
 
@@ -291,25 +318,32 @@ def _first_record_at(consumer: Consumer, topic: str, partition: int, *, candidat
                 if off is not None and off >= high:
                     return high
                 if m.timestamp()[1] >= target_ms and off is not None:
-                    return off
+                    return int(off)
             if msgs:
                 idle_until = time.monotonic() + TIMEOUT_S
             (pos,) = consumer.position([TopicPartition(topic, partition)])
             if pos.offset >= high:
                 return high
-        log.info("end offset scan out of budget topic=%s partition=%s scanned=%s; "
-                 "reading to the end of the partition", topic, partition, scanned)
+        log.info(
+            "end offset scan out of budget topic=%s partition=%s scanned=%s; "
+            "reading to the end of the partition",
+            topic,
+            partition,
+            scanned,
+        )
         return high
     finally:
         consumer.unassign()
 
 
-def _offsets_for_time(consumer: Consumer, topic: str, partitions: list[int],
-                      at: datetime) -> dict[int, int]:
+def _offsets_for_time(
+    consumer: Consumer, topic: str, partitions: list[int], at: datetime
+) -> dict[int, int]:
     """Per partition, the first offset whose timestamp is >= ``at`` (-1: none)."""
     ms = max(0, to_ms(at))
-    found = consumer.offsets_for_times([TopicPartition(topic, p, ms) for p in partitions],
-                                       timeout=TIMEOUT_S)
+    found = consumer.offsets_for_times(
+        [TopicPartition(topic, p, ms) for p in partitions], timeout=TIMEOUT_S
+    )
     out = {}
     for tp in found:
         if tp.error is not None:

@@ -20,8 +20,14 @@ class Progress:
     only when a stage starts or finishes, or at most every ten seconds.
     """
 
-    def __init__(self, spark: SparkSession, *, enabled: bool = True, out: TextIO | None = None,
-                 poll_s: float = POLL_S) -> None:
+    def __init__(
+        self,
+        spark: SparkSession,
+        *,
+        enabled: bool = True,
+        out: TextIO | None = None,
+        poll_s: float = POLL_S,
+    ) -> None:
         self._spark = spark
         self._enabled = enabled
         self._out = out or sys.stderr
@@ -38,8 +44,12 @@ class Progress:
             self._thread.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -64,8 +74,10 @@ class Progress:
             pad = max(0, len(self._last_line) - len(line))
             self._out.write("\r" + line + " " * pad)
             self._out.flush()
-        elif (line.split(":", 1)[0] != self._last_line.split(":", 1)[0]
-              or now - self._last_print >= 10):
+        elif (
+            line.split(":", 1)[0] != self._last_line.split(":", 1)[0]
+            or now - self._last_print >= 10
+        ):
             self._out.write(line + "\n")
             self._out.flush()
             self._last_print = now
@@ -78,8 +90,15 @@ def _stages(tracker: Any) -> list[tuple[int, str, int, int, int]]:
         info = tracker.getStageInfo(sid)
         if info is None:
             continue
-        out.append((sid, str(info.name), int(info.numTasks), int(info.numCompletedTasks),
-                    int(info.numActiveTasks)))
+        out.append(
+            (
+                sid,
+                str(info.name),
+                int(info.numTasks),
+                int(info.numCompletedTasks),
+                int(info.numActiveTasks),
+            )
+        )
     return out
 
 

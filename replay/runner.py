@@ -39,8 +39,14 @@ class Settings:
 
     @classmethod
     def load(cls) -> Settings:
-        return cls(KafkaSettings(), RegistrySettings(), TopicSettings(), StackSettings(),
-                   AggregateSettings(), ReplaySettings())
+        return cls(
+            KafkaSettings(),
+            RegistrySettings(),
+            TopicSettings(),
+            StackSettings(),
+            AggregateSettings(),
+            ReplaySettings(),
+        )
 
     @property
     def margin(self) -> timedelta:
@@ -49,17 +55,23 @@ class Settings:
     def output_root(self, output: str | None = None) -> str:
         return output.rstrip("/") if output else self.replay.output_root(self.stack.state_dir)
 
-    def context(self, output: str | None = None, progress: bool | None = None
-                ) -> job.ReplayContext:
+    def context(self, output: str | None = None, progress: bool | None = None) -> job.ReplayContext:
         return job.ReplayContext(
-            kafka=self.kafka, registry=self.registry, aggregate=self.aggregate,
+            kafka=self.kafka,
+            registry=self.registry,
+            aggregate=self.aggregate,
             output_root=self.output_root(output),
             progress=self.replay.progress if progress is None else progress,
         )
 
 
-def plan_range(s: Settings, start: datetime, end: datetime, topic: str | None = None,
-               now: datetime | None = None) -> ReplayPlan:
+def plan_range(
+    s: Settings,
+    start: datetime,
+    end: datetime,
+    topic: str | None = None,
+    now: datetime | None = None,
+) -> ReplayPlan:
     return plan(s.kafka, topic or s.topics.valid, start, end, s.margin, now=now)
 
 
@@ -67,8 +79,7 @@ def spark_session(s: Settings, master: str | None = None) -> SparkSession:
     """The process's SparkSession (an already running one is reused)."""
     from streams.spark import session  # noqa: PLC0415 - Spark only when a replay runs
 
-    return session(s.aggregate, s.stack, app_name="kappa-replay",
-                   master=master or s.replay.master)
+    return session(s.aggregate, s.stack, app_name="kappa-replay", master=master or s.replay.master)
 
 
 def replay_range(

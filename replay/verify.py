@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 IDLE_TIMEOUT_S = 30.0
 
 
-def count_in_range(kafka: KafkaSettings, registry: RegistrySettings, plan: ReplayPlan
-                   ) -> dict[str, int]:
+def count_in_range(
+    kafka: KafkaSettings, registry: RegistrySettings, plan: ReplayPlan
+) -> dict[str, int]:
     """Valid records of ``plan``'s offsets whose event time is in its range, by reading them."""
     lo, hi = to_ms(plan.start), to_ms(plan.end)
     todo = {s.partition: s for s in plan.spans if s.size > 0}
@@ -63,16 +64,19 @@ def count_in_range(kafka: KafkaSettings, registry: RegistrySettings, plan: Repla
                 if tp.offset >= todo[tp.partition].end:
                     todo.pop(tp.partition)
             if todo and time.monotonic() - idle_since > IDLE_TIMEOUT_S:
-                msg = (f"reading {plan.topic} to verify the replay stalled; partitions "
-                       f"{sorted(todo)} did not reach their end offsets")
+                msg = (
+                    f"reading {plan.topic} to verify the replay stalled; partitions "
+                    f"{sorted(todo)} did not reach their end offsets"
+                )
                 raise ReplayVerificationError(msg)
     finally:
         consumer.close()
     return counts
 
 
-def ledger_count(kafka: KafkaSettings, registry: RegistrySettings, plan: ReplayPlan
-                 ) -> tuple[int, str]:
+def ledger_count(
+    kafka: KafkaSettings, registry: RegistrySettings, plan: ReplayPlan
+) -> tuple[int, str]:
     """The log's count of valid records in the range, and where it comes from.
 
     The validator's ledger (``kappa ledger``) reconciles raw offsets between
@@ -83,8 +87,15 @@ def ledger_count(kafka: KafkaSettings, registry: RegistrySettings, plan: ReplayP
     return count_in_range(kafka, registry, plan)["records"], "cdr.valid read"
 
 
-def check(manifest: dict[str, Any] | None, *, success: bool, plan: ReplayPlan, expected: int,
-          source: str, parquet_rows: int | None) -> dict[str, Any]:
+def check(
+    manifest: dict[str, Any] | None,
+    *,
+    success: bool,
+    plan: ReplayPlan,
+    expected: int,
+    source: str,
+    parquet_rows: int | None,
+) -> dict[str, Any]:
     """Compare; raise ``ReplayVerificationError`` naming every disagreement."""
     where = f"[{iso(plan.start)}, {iso(plan.end)})"
     problems = []
@@ -95,10 +106,12 @@ def check(manifest: dict[str, Any] | None, *, success: bool, plan: ReplayPlan, e
     got = None
     if manifest is not None:
         got = int(manifest["counts"]["records"])
-        if manifest["range"]["from_ms"] != to_ms(plan.start) or \
-                manifest["range"]["to_ms"] != to_ms(plan.end):
-            problems.append(f"the manifest is for [{manifest['range']['from']}, "
-                            f"{manifest['range']['to']})")
+        if manifest["range"]["from_ms"] != to_ms(plan.start) or manifest["range"]["to_ms"] != to_ms(
+            plan.end
+        ):
+            problems.append(
+                f"the manifest is for [{manifest['range']['from']}, {manifest['range']['to']})"
+            )
         if got != expected:
             problems.append(f"the manifest counts {got} records, the log ({source}) {expected}")
         if parquet_rows is not None and parquet_rows != got:
@@ -106,6 +119,12 @@ def check(manifest: dict[str, Any] | None, *, success: bool, plan: ReplayPlan, e
     if problems:
         msg = f"replay of {where} failed verification: " + "; ".join(problems)
         raise ReplayVerificationError(msg)
-    return {"range": {"from": iso(plan.start), "to": iso(plan.end)}, "records": got,
-            "expected": expected, "source": source, "parquet_rows": parquet_rows,
-            "run_id": manifest["run_id"] if manifest else None, "verified": True}
+    return {
+        "range": {"from": iso(plan.start), "to": iso(plan.end)},
+        "records": got,
+        "expected": expected,
+        "source": source,
+        "parquet_rows": parquet_rows,
+        "run_id": manifest["run_id"] if manifest else None,
+        "verified": True,
+    }

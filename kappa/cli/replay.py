@@ -14,25 +14,58 @@ from monitoring import metrics
 
 
 @click.command()
-@click.option("--from", "start", type=UTC_TIME, required=True,
-              help="start of the event-time range, inclusive (ISO-8601, UTC)")
-@click.option("--to", "end", type=UTC_TIME, required=True,
-              help="end of the event-time range, exclusive (ISO-8601, UTC)")
-@click.option("--output", default=None, metavar="URL",
-              help=env_help("root of the outputs: a local path or hdfs://host:port/path; the "
-                            "range goes to <URL>/<from>_<to>/ (default <state_dir>/replay)",
-                            ReplaySettings, "output"))
-@click.option("--topic", default=None,
-              help=env_help("topic to replay (default cdr.valid)", TopicSettings, "valid"))
-@click.option("--master", default=None,
-              help=env_help("Spark master (default: KAPPA_AGGREGATE_MASTER, local[2])",
-                            ReplaySettings, "master"))
-@click.option("--progress/--no-progress", default=None,
-              help=env_help("stage progress on stderr", ReplaySettings, "progress"))
+@click.option(
+    "--from",
+    "start",
+    type=UTC_TIME,
+    required=True,
+    help="start of the event-time range, inclusive (ISO-8601, UTC)",
+)
+@click.option(
+    "--to",
+    "end",
+    type=UTC_TIME,
+    required=True,
+    help="end of the event-time range, exclusive (ISO-8601, UTC)",
+)
+@click.option(
+    "--output",
+    default=None,
+    metavar="URL",
+    help=env_help(
+        "root of the outputs: a local path or hdfs://host:port/path; the "
+        "range goes to <URL>/<from>_<to>/ (default <state_dir>/replay)",
+        ReplaySettings,
+        "output",
+    ),
+)
+@click.option(
+    "--topic",
+    default=None,
+    help=env_help("topic to replay (default cdr.valid)", TopicSettings, "valid"),
+)
+@click.option(
+    "--master",
+    default=None,
+    help=env_help(
+        "Spark master (default: KAPPA_AGGREGATE_MASTER, local[2])", ReplaySettings, "master"
+    ),
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help=env_help("stage progress on stderr", ReplaySettings, "progress"),
+)
 @click.option("--json", "as_json", is_flag=True, help="print the manifest as JSON")
 def replay(  # noqa: PLR0917 - click passes options positionally
-    start: datetime, end: datetime, output: str | None, topic: str | None,
-           master: str | None, progress: bool | None, as_json: bool) -> None:
+    start: datetime,
+    end: datetime,
+    output: str | None,
+    topic: str | None,
+    master: str | None,
+    progress: bool | None,
+    as_json: bool,
+) -> None:
     """Replay the event-time range [--from, --to) of cdr.valid into Parquet.
 
     Reads the offsets that hold the range (message timestamps, minus and plus
@@ -48,8 +81,9 @@ def replay(  # noqa: PLR0917 - click passes options positionally
 
     s = runner.Settings.load()
     metrics.serve(s.replay.metrics_port, s.replay.metrics_host)
-    manifest = runner.replay_range(s, start, end, output=output, topic=topic, master=master,
-                                   progress=progress)
+    manifest = runner.replay_range(
+        s, start, end, output=output, topic=topic, master=master, progress=progress
+    )
     if as_json:
         click.echo(json.dumps(manifest, indent=2))
     else:
@@ -57,23 +91,53 @@ def replay(  # noqa: PLR0917 - click passes options positionally
 
 
 @click.command()
-@click.option("--from", "start", type=UTC_TIME, required=True,
-              help="start of the event-time range, inclusive (ISO-8601, UTC)")
-@click.option("--to", "end", type=UTC_TIME, required=True,
-              help="end of the event-time range, exclusive (ISO-8601, UTC)")
-@click.option("--aggregate-output", default=None, metavar="URL",
-              help=env_help("root of the streaming outputs (billing_realtime/, "
-                            "network_realtime/, late/)", AggregateSettings, "output"))
-@click.option("--topic", default=None,
-              help=env_help("topic to replay (default cdr.valid)", TopicSettings, "valid"))
-@click.option("--master", default=None,
-              help=env_help("Spark master", ReplaySettings, "master"))
-@click.option("--show", type=click.IntRange(min=0), default=20, show_default=True,
-              help="differences listed per kind and table")
+@click.option(
+    "--from",
+    "start",
+    type=UTC_TIME,
+    required=True,
+    help="start of the event-time range, inclusive (ISO-8601, UTC)",
+)
+@click.option(
+    "--to",
+    "end",
+    type=UTC_TIME,
+    required=True,
+    help="end of the event-time range, exclusive (ISO-8601, UTC)",
+)
+@click.option(
+    "--aggregate-output",
+    default=None,
+    metavar="URL",
+    help=env_help(
+        "root of the streaming outputs (billing_realtime/, network_realtime/, late/)",
+        AggregateSettings,
+        "output",
+    ),
+)
+@click.option(
+    "--topic",
+    default=None,
+    help=env_help("topic to replay (default cdr.valid)", TopicSettings, "valid"),
+)
+@click.option("--master", default=None, help=env_help("Spark master", ReplaySettings, "master"))
+@click.option(
+    "--show",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="differences listed per kind and table",
+)
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 def parity(  # noqa: PLR0917 - click passes options positionally
-    start: datetime, end: datetime, aggregate_output: str | None, topic: str | None,
-           master: str | None, show: int, as_json: bool) -> None:
+    start: datetime,
+    end: datetime,
+    aggregate_output: str | None,
+    topic: str | None,
+    master: str | None,
+    show: int,
+    as_json: bool,
+) -> None:
     """Compare the streaming aggregates with a replay of [--from, --to), closed windows only.
 
     Every difference is attributed to late records the aggregation captured, or
@@ -84,8 +148,9 @@ def parity(  # noqa: PLR0917 - click passes options positionally
 
     s = runner.Settings.load()
     spark = runner.spark_session(s, master)
-    report = parity_mod.compare(spark, s, start, end, aggregate_output=aggregate_output,
-                                topic=topic)
+    report = parity_mod.compare(
+        spark, s, start, end, aggregate_output=aggregate_output, topic=topic
+    )
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

@@ -25,8 +25,14 @@ CALLERS = [f"+9471{i:07d}" for i in range(1, 9)]
 TOWERS = [f"TOWER_{i:03d}" for i in range(1, 5)]
 
 
-def cdr(n: int, event_time: datetime, *, call_type: str = "VOICE", caller: str | None = None,
-        tower: str | None = None) -> dict[str, Any]:
+def cdr(
+    n: int,
+    event_time: datetime,
+    *,
+    call_type: str = "VOICE",
+    caller: str | None = None,
+    tower: str | None = None,
+) -> dict[str, Any]:
     """A valid Cdr record, deterministic in ``n``."""
     return {
         "call_id": f"call-{n:06d}",
@@ -55,8 +61,9 @@ class CdrTopic:
         n = 0
         for rec in records:
             ms = int(rec["event_time"].timestamp() * 1000)
-            producer.produce(self.name, key=rec["call_id"].encode(), value=enc.encode(rec),
-                             timestamp=ms)
+            producer.produce(
+                self.name, key=rec["call_id"].encode(), value=enc.encode(rec), timestamp=ms
+            )
             n += 1
             if n % 10_000 == 0:
                 producer.poll(0)
@@ -68,8 +75,7 @@ class CdrTopic:
 def cdr_topic(stack: StackHandle, topic: TopicFactory) -> Callable[..., CdrTopic]:
     def make(partitions: int = 3, config: dict[str, str] | None = None) -> CdrTopic:
         name = topic(partitions, prefix="replay", config=config)
-        sid = register(clients.registry(stack.registry), subject(name),
-                       schema_text(SchemaName.CDR))
+        sid = register(clients.registry(stack.registry), subject(name), schema_text(SchemaName.CDR))
         return CdrTopic(name, stack, sid)
 
     return make
@@ -77,8 +83,11 @@ def cdr_topic(stack: StackHandle, topic: TopicFactory) -> Callable[..., CdrTopic
 
 def settings_for(stack: StackHandle, output: Path | str, margin_s: int = 900) -> runner.Settings:
     return runner.Settings(
-        kafka=stack.kafka, registry=stack.registry, topics=stack.topics,
-        stack=stack.stack_settings, aggregate=AggregateSettings(),
+        kafka=stack.kafka,
+        registry=stack.registry,
+        topics=stack.topics,
+        stack=stack.stack_settings,
+        aggregate=AggregateSettings(),
         replay=ReplaySettings(output=str(output), lateness_margin_s=margin_s, progress=False),
     )
 
@@ -89,4 +98,3 @@ def minutes(m: float) -> timedelta:
 
 def unique() -> str:
     return uuid.uuid4().hex[:8]
-

@@ -26,30 +26,33 @@ def rows(spark: SparkSession, path: str, sub: str) -> list[tuple[Any, ...]]:
 
 
 def test_replay_to_hdfs_reads_back_equal_to_the_local_replay(
-        cdr_topic: Callable[..., CdrTopic], stack: StackHandle, hdfs: HdfsHandle,
-        spark: SparkSession, tmp_path: Path) -> None:
+    cdr_topic: Callable[..., CdrTopic],
+    stack: StackHandle,
+    hdfs: HdfsHandle,
+    spark: SparkSession,
+    tmp_path: Path,
+) -> None:
     t = cdr_topic()
     types = ("VOICE", "SMS", "DATA")
     t.write(cdr(i, DAY + minutes(i / 3), call_type=types[i % 3]) for i in range(200))
     local_root = tmp_path / "local"
     hdfs_root = hdfs.path("replay", unique())
 
-    local = runner.replay_range(settings_for(stack, local_root), T1, T2, topic=t.name,
-                                spark=spark)
-    remote = runner.replay_range(settings_for(stack, hdfs_root), T1, T2, topic=t.name,
-                                 spark=spark)
+    local = runner.replay_range(settings_for(stack, local_root), T1, T2, topic=t.name, spark=spark)
+    remote = runner.replay_range(settings_for(stack, hdfs_root), T1, T2, topic=t.name, spark=spark)
     assert remote["path"] == f"{hdfs_root}/{range_id(T1, T2)}"
     assert remote["path"].startswith("hdfs://")
     for sub in ("cdr", "billing_report", "network_health"):
         assert rows(spark, remote["path"], sub) == rows(spark, local["path"], sub), sub
     assert remote["counts"] == local["counts"]
     assert remote["counts"]["records"] == 120
-    assert remote["summary"] | {"seconds": 0, "seconds_with_startup": 0} == \
-        local["summary"] | {"seconds": 0, "seconds_with_startup": 0}
+    assert remote["summary"] | {"seconds": 0, "seconds_with_startup": 0} == local["summary"] | {
+        "seconds": 0,
+        "seconds_with_startup": 0,
+    }
 
     # A rerun on HDFS replaces the range: one folder, new run id, same rows.
-    again = runner.replay_range(settings_for(stack, hdfs_root), T1, T2, topic=t.name,
-                                spark=spark)
+    again = runner.replay_range(settings_for(stack, hdfs_root), T1, T2, topic=t.name, spark=spark)
     fs = HadoopFs(spark, hdfs_root)
     assert fs.children(hdfs_root) == [range_id(T1, T2)]
     assert fs.exists(f"{again['path']}/_SUCCESS")

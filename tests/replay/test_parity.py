@@ -29,34 +29,56 @@ START, END = T0, at(60)  # [10:00, 11:00)
 
 
 @pytest.fixture
-def streamed(spark: SparkSession, stack: StackHandle, topic: TopicFactory,
-             tmp_path: Path) -> tuple[runner.Settings, TopicSettings]:
+def streamed(
+    spark: SparkSession, stack: StackHandle, topic: TopicFactory, tmp_path: Path
+) -> tuple[runner.Settings, TopicSettings]:
     """The aggregation's fixed dataset streamed through ``kappa aggregate``'s query,
     transactions, out-of-order and late records included."""
-    topics = TopicSettings(valid=topic(partitions=1), billing=topic(partitions=1),
-                           network=topic(partitions=1), late=topic(partitions=1))
-    settings = AggregateSettings(shuffle_partitions=2, trigger="200 milliseconds",
-                                 output=str(tmp_path / "aggregate"),
-                                 checkpoint_dir=tmp_path / "ckpt")
+    topics = TopicSettings(
+        valid=topic(partitions=1),
+        billing=topic(partitions=1),
+        network=topic(partitions=1),
+        late=topic(partitions=1),
+    )
+    settings = AggregateSettings(
+        shuffle_partitions=2,
+        trigger="200 milliseconds",
+        output=str(tmp_path / "aggregate"),
+        checkpoint_dir=tmp_path / "ckpt",
+    )
     enc = _encoder(stack, topics)
-    handle = job.start(spark, settings, kafka=stack.kafka, registry=stack.registry,
-                       topics=topics, stack=StackSettings())
+    handle = job.start(
+        spark,
+        settings,
+        kafka=stack.kafka,
+        registry=stack.registry,
+        topics=topics,
+        stack=StackSettings(),
+    )
     try:
         for i, step in enumerate(STEPS):
             produce_step(stack.kafka, topics.valid, step, [enc])
             settle(handle, watermark_after(STEPS[: i + 1]))
     finally:
         handle.stop()
-    s = runner.Settings(kafka=stack.kafka, registry=stack.registry, topics=topics,
-                        stack=stack.stack_settings, aggregate=settings,
-                        replay=ReplaySettings(output=str(tmp_path / "replay"), progress=False))
+    s = runner.Settings(
+        kafka=stack.kafka,
+        registry=stack.registry,
+        topics=topics,
+        stack=stack.stack_settings,
+        aggregate=settings,
+        replay=ReplaySettings(output=str(tmp_path / "replay"), progress=False),
+    )
     return s, topics
 
 
 def test_parity_explains_every_difference_by_late_records(
-        streamed: tuple[runner.Settings, TopicSettings], spark: SparkSession,
-        stack: StackHandle, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    streamed: tuple[runner.Settings, TopicSettings],
+    spark: SparkSession,
+    stack: StackHandle,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     s, topics = streamed
     report = parity.compare(spark, s, START, END, topic=topics.valid)
     assert report.unexplained == []
@@ -71,20 +93,35 @@ def test_parity_explains_every_difference_by_late_records(
                 t = r.record["event_time"]
                 ws = t.replace(minute=t.minute - t.minute % 5, second=0, microsecond=0)
                 w = ws.strftime("%Y-%m-%dT%H:%M:%SZ")
-                want |= {("billing", w, r.record["caller_num"]),
-                         ("network", w, r.record["tower_id"])}
+                want |= {
+                    ("billing", w, r.record["caller_num"]),
+                    ("network", w, r.record["tower_id"]),
+                }
     assert got == want
     assert report.matching["billing"] > 0
     assert report.matching["network"] > 0
 
     # The command: exit status 0, says so.
-    for name, value in {"KAPPA_KAFKA_BOOTSTRAP": stack.kafka.bootstrap,
-                        "KAPPA_SCHEMA_REGISTRY_URL": stack.registry.url}.items():
+    for name, value in {
+        "KAPPA_KAFKA_BOOTSTRAP": stack.kafka.bootstrap,
+        "KAPPA_SCHEMA_REGISTRY_URL": stack.registry.url,
+    }.items():
         monkeypatch.setenv(name, value)
     code: Any = 0
     try:
-        main(["parity", "--from", "2026-03-01T10:00:00Z", "--to", "2026-03-01T11:00:00Z",
-              "--aggregate-output", str(s.aggregate.output), "--topic", topics.valid])
+        main(
+            [
+                "parity",
+                "--from",
+                "2026-03-01T10:00:00Z",
+                "--to",
+                "2026-03-01T11:00:00Z",
+                "--aggregate-output",
+                str(s.aggregate.output),
+                "--topic",
+                topics.valid,
+            ]
+        )
     except SystemExit as exc:
         code = exc.code
     out = capsys.readouterr().out
@@ -93,7 +130,8 @@ def test_parity_explains_every_difference_by_late_records(
 
 
 def test_parity_flags_a_difference_late_records_do_not_explain(
-        streamed: tuple[runner.Settings, TopicSettings], spark: SparkSession) -> None:
+    streamed: tuple[runner.Settings, TopicSettings], spark: SparkSession
+) -> None:
     s, topics = streamed
     billing = f"{s.aggregate.output}/{parity.BILLING_DIR}"
     # A window row written twice by the stream.

@@ -74,8 +74,7 @@ def test_deleted_records_that_may_be_in_range_are_refused() -> None:
 def test_names_and_spark_offsets() -> None:
     assert iso(T1) == "2026-01-01T00:00:00Z"
     assert range_id(T1, T2) == "20260101T000000Z_20260101T060000Z"
-    plan = ReplayPlan("cdr.valid", T1, T2, MARGIN,
-                      (PartitionSpan(0, 3, 9), PartitionSpan(1, 4, 4)))
+    plan = ReplayPlan("cdr.valid", T1, T2, MARGIN, (PartitionSpan(0, 3, 9), PartitionSpan(1, 4, 4)))
     assert json.loads(plan.starting_offsets_json()) == {"cdr.valid": {"0": 3, "1": 4}}
     assert json.loads(plan.ending_offsets_json()) == {"cdr.valid": {"0": 9, "1": 4}}
     assert json.loads(plan.assign_json()) == {"cdr.valid": [0, 1]}

@@ -19,8 +19,9 @@ pytestmark = pytest.mark.integration
 MARGIN = timedelta(minutes=15)
 
 
-def test_offsets_hold_the_range_and_its_margins(cdr_topic: Callable[..., CdrTopic],
-                                                stack: StackHandle) -> None:
+def test_offsets_hold_the_range_and_its_margins(
+    cdr_topic: Callable[..., CdrTopic], stack: StackHandle
+) -> None:
     t = cdr_topic(partitions=1)
     t.write(cdr(i, DAY + minutes(i)) for i in range(120))  # one a minute, in order
     p = plan(stack.kafka, t.name, DAY + minutes(30), DAY + minutes(60), MARGIN)
@@ -29,7 +30,8 @@ def test_offsets_hold_the_range_and_its_margins(cdr_topic: Callable[..., CdrTopi
 
 
 def test_a_transaction_marker_does_not_end_the_range_early(
-        cdr_topic: Callable[..., CdrTopic], stack: StackHandle) -> None:
+    cdr_topic: Callable[..., CdrTopic], stack: StackHandle
+) -> None:
     # Each step is a transaction: its commit marker carries today's wall-clock time,
     # later than every event time of the range.
     t = cdr_topic(partitions=1)

@@ -23,7 +23,7 @@ from tests.replay.conftest import DAY, CdrTopic, cdr, minutes, settings_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 
-T1 = DAY + minutes(60)   # 01:00
+T1 = DAY + minutes(60)  # 01:00
 T2 = DAY + minutes(120)  # 02:00
 MS = minutes(1 / 60_000)
 
@@ -47,8 +47,12 @@ def dataset() -> list[dict[str, Any]]:
     for t in (T1 - MS, T1, T2 - MS, T2):
         seq.insert(after(t), extra(t))
     # Out of order around the start: written once the stream is at 01:20.
-    late_start = [extra(T1 - MS), extra(T1 + MS, "SMS"), extra(DAY + minutes(50)),
-                  extra(DAY + minutes(40), "DATA")]
+    late_start = [
+        extra(T1 - MS),
+        extra(T1 + MS, "SMS"),
+        extra(DAY + minutes(50)),
+        extra(DAY + minutes(40), "DATA"),
+    ]
     i = after(DAY + minutes(80))
     seq[i:i] = late_start
     # Out of order around the end: written once the stream is at 02:10 (within the margin).
@@ -87,8 +91,9 @@ def folders(root: Path) -> list[str]:
 
 
 @pytest.fixture
-def replayed(cdr_topic: Callable[..., CdrTopic], stack: StackHandle, tmp_path: Path,
-             spark: SparkSession) -> tuple[CdrTopic, runner.Settings, list[dict[str, Any]]]:
+def replayed(
+    cdr_topic: Callable[..., CdrTopic], stack: StackHandle, tmp_path: Path, spark: SparkSession
+) -> tuple[CdrTopic, runner.Settings, list[dict[str, Any]]]:
     t = cdr_topic()
     records = dataset()
     t.write(records)
@@ -96,8 +101,10 @@ def replayed(cdr_topic: Callable[..., CdrTopic], stack: StackHandle, tmp_path: P
 
 
 def test_replay_is_exact_in_event_time_and_idempotent(
-        replayed: tuple[CdrTopic, runner.Settings, list[dict[str, Any]]],
-        spark: SparkSession, tmp_path: Path) -> None:
+    replayed: tuple[CdrTopic, runner.Settings, list[dict[str, Any]]],
+    spark: SparkSession,
+    tmp_path: Path,
+) -> None:
     t, s, records = replayed
     expected = expected_in_range(records)
     first = runner.replay_range(s, T1, T2, topic=t.name, spark=spark)
@@ -109,8 +116,11 @@ def test_replay_is_exact_in_event_time_and_idempotent(
     for r in rows:
         src = expected[r["call_id"]]
         assert r["event_time"].replace(tzinfo=UTC) == src["event_time"]
-        assert (r["event_date"].isoformat() if hasattr(r["event_date"], "isoformat")
-                else r["event_date"]) == src["event_time"].strftime("%Y-%m-%d")
+        assert (
+            r["event_date"].isoformat()
+            if hasattr(r["event_date"], "isoformat")
+            else r["event_date"]
+        ) == src["event_time"].strftime("%Y-%m-%d")
         assert r["event_hour"] == src["event_time"].hour
         assert (r["duration_sec"], r["tower_id"]) == (src["duration_sec"], src["tower_id"])
     # Both edges and the out-of-order records inside the margin are where they belong.
@@ -122,17 +132,21 @@ def test_replay_is_exact_in_event_time_and_idempotent(
     assert first["counts"]["undecodable"] == 0
     assert first["schema_ids"] == {str(t.schema_id): len(expected)}
     assert sum(p["read"] for p in first["partitions"]) == first["counts"]["read"]
-    assert first["counts"]["read"] == (first["counts"]["before_range"] + len(expected)
-                                       + first["counts"]["after_range"])
+    assert first["counts"]["read"] == (
+        first["counts"]["before_range"] + len(expected) + first["counts"]["after_range"]
+    )
     assert first["summary"]["callers"] == len({r["caller_num"] for r in expected.values()})
     assert first["summary"]["towers"] == len({r["tower_id"] for r in expected.values()})
-    assert first["summary"]["revenue"] == pytest.approx(expected_revenue(list(expected.values())),
-                                                        abs=1e-3)
+    assert first["summary"]["revenue"] == pytest.approx(
+        expected_revenue(list(expected.values())), abs=1e-3
+    )
     billing = spark.read.parquet(f"{first['path']}/billing_report")
     assert billing.agg({"calls": "sum"}).first()[0] == sum(
-        r["call_type"] == "VOICE" for r in expected.values())
-    manifest = json.loads((Path(first["path"].removeprefix("file://")) / "manifest.json")
-                          .read_text())
+        r["call_type"] == "VOICE" for r in expected.values()
+    )
+    manifest = json.loads(
+        (Path(first["path"].removeprefix("file://")) / "manifest.json").read_text()
+    )
     assert manifest["run_id"] == first["run_id"]
 
     cdr_before = read_rows(spark, first["path"], "cdr")
@@ -148,8 +162,11 @@ def test_replay_is_exact_in_event_time_and_idempotent(
 
 
 def test_a_failed_run_leaves_the_previous_output(
-        replayed: tuple[CdrTopic, runner.Settings, list[dict[str, Any]]],
-        spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    replayed: tuple[CdrTopic, runner.Settings, list[dict[str, Any]]],
+    spark: SparkSession,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     t, s, _ = replayed
     first = runner.replay_range(s, T1, T2, topic=t.name, spark=spark)
     before = read_rows(spark, first["path"], "cdr")
@@ -172,14 +189,20 @@ def test_a_failed_run_leaves_the_previous_output(
 
 
 def test_api_replays_verifies_and_reports_an_interval(
-        replayed: tuple[CdrTopic, runner.Settings, list[dict[str, Any]]],
-        spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        stack: StackHandle) -> None:
+    replayed: tuple[CdrTopic, runner.Settings, list[dict[str, Any]]],
+    spark: SparkSession,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    stack: StackHandle,
+) -> None:
     t, _, records = replayed
     out = tmp_path / "api"
-    for name, value in {"KAPPA_KAFKA_BOOTSTRAP": stack.kafka.bootstrap,
-                        "KAPPA_SCHEMA_REGISTRY_URL": stack.registry.url,
-                        "KAPPA_TOPIC_VALID": t.name, "KAPPA_REPLAY_PROGRESS": "false"}.items():
+    for name, value in {
+        "KAPPA_KAFKA_BOOTSTRAP": stack.kafka.bootstrap,
+        "KAPPA_SCHEMA_REGISTRY_URL": stack.registry.url,
+        "KAPPA_TOPIC_VALID": t.name,
+        "KAPPA_REPLAY_PROGRESS": "false",
+    }.items():
         monkeypatch.setenv(name, value)
     manifest = api.replay_interval(T1, T2, str(out))
     expected = expected_in_range(records)
