@@ -8,6 +8,7 @@ imports it at collection time: the fixtures below set ``AIRFLOW_HOME`` and frien
 # ruff: noqa: PLC0415 -- Airflow is imported after the fixtures set its environment
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +20,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "orchestration" / "dags"
 DAG_FILE = DAGS / "kappa_replay.py"
+
+
+@pytest.fixture(scope="package", autouse=True)
+def _restore_root_logger() -> Iterator[None]:
+    """Importing Airflow adds a root handler and lowers the root level: undo it after us."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")
