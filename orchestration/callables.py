@@ -85,7 +85,8 @@ def replay(start: datetime, end: datetime, output: str | None = None) -> dict[st
     with spark_master():
         manifest = api.replay_interval(start, end, output)
     seconds = round(time.monotonic() - began, 3)
-    summary = {k: manifest[k] for k in ("run_id", "range", "summary", "path") if k in manifest}
+    keys = ("run_id", "range", "summary", "path")
+    summary: dict[str, Any] = {k: manifest[k] for k in keys if k in manifest}
     summary.update(start=start.isoformat(), end=end.isoformat(), seconds=seconds)
     log.info(
         "replayed start=%s end=%s seconds=%.1f run_id=%s path=%s",

@@ -16,7 +16,7 @@ def main() -> None:
     sys.argv = ["airflow", *args]
     from airflow.__main__ import main as airflow_main  # noqa: PLC0415 -- after sys.argv is set
 
-    sys.exit(airflow_main())
+    sys.exit(airflow_main())  # type: ignore[no-untyped-call]
 
 
 if __name__ == "__main__":
