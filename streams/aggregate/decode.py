@@ -64,9 +64,10 @@ class Decoders:
                 writers[int(registered.schema_id)] = str(registered.schema.schema_str)
         except SchemaRegistryError as exc:
             if exc.http_status_code == 404:
-                msg = (f"subject {name} has no schema in the registry; nothing can have been "
-                       "written to the topic yet (the validator registers it on start)")
-                raise SourceUnavailableError(msg) from exc
+                # Nothing was written yet (the validator registers the schema on start);
+                # the first record's id will be fetched when it arrives.
+                log.warning("subject %s has no schema yet; starting without decoders", name)
+                return cls(subject=name, writers={}, reader=schema_text(reader))
             msg = f"registry error for {name}: {exc.error_message} (HTTP {exc.http_status_code})"
             raise SourceUnavailableError(msg) from exc
         except Exception as exc:

@@ -197,18 +197,24 @@ def build(source: DataFrame, decoders: Decoders, settings: AggregateSettings,
         ),
         decoders,
     )
-    undecodable = framed.where(sf.col("decoded").isNull()).select(
-        sf.lit("undecodable").alias("kind"), *UNDECODABLE_COLUMNS
+    # Each branch of the union below reads the source again (Spark does not share a
+    # streaming scan), so the rows and the undecodable values share one branch.
+    ok = sf.col("decoded").isNotNull()
+    out = framed.select(
+        sf.when(ok, sf.lit("cdr")).otherwise(sf.lit("undecodable")).alias("kind"),
+        sf.col("decoded.call_id").alias("call_id"),
+        sf.col("decoded.caller_num").alias("caller_num"),
+        sf.col("decoded.tower_id").alias("tower_id"),
+        sf.col("decoded.call_type").cast("string").alias("call_type"),
+        sf.col("decoded.event_time").alias("event_time"),
+        "source_partition", "source_offset",
+        sf.when(~ok, sf.col("value")).alias("value"),
+        sf.when(~ok, sf.col("schema_id")).alias("schema_id"),
+        sf.when(~ok, sf.col("source_timestamp")).alias("source_timestamp"),
     )
-    cdrs = framed.where(sf.col("decoded").isNotNull()).select(
+    cdrs = framed.where(ok).select(
         "decoded.*", "source_partition", "source_offset"
     ).withWatermark("event_time", settings.watermark)
-    rows = cdrs.select(
-        sf.lit("cdr").alias("kind"), "call_id", "caller_num", "tower_id",
-        sf.col("call_type").cast("string").alias("call_type"), "event_time",
-        "source_partition", "source_offset",
-    )
-    out = rows.unionByName(undecodable, allowMissingColumns=True)
     if aggregate:
         bill = billing(cdrs, RateCard.from_settings(settings), settings.window)
         net = network_health(cdrs, settings.low_signal_threshold, settings.window)
