@@ -245,7 +245,7 @@ class CdrGenerator:
         elif kind == rules.PHONE_FORMAT.name:
             column = rng.choice(("caller_num", "callee_num"))
             record[column] = rng.choice(
-                ("0771234567", "+94712345678", "+9471234567", "+9470000000x", "+947123456789")
+                ("0771234567", "+94812345678", "+9471234567", "+9470000000x", "+947123456789")
             )
         elif kind == rules.CALL_TYPE_DOMAIN.name:
             record["call_type"] = rng.choice(("VIDEO", "voice", "MMS", ""))

@@ -113,3 +113,37 @@ def test_fault_rates_validation(bad: float, dup: float, late: float) -> None:
             rates.check()
     else:
         rates.check()
+
+
+def test_each_injected_fault_really_breaks_its_rule() -> None:
+    import io
+
+    from fastavro import schemaless_reader
+
+    gen = make(seed=9, bad=1.0)
+    schema = parsed_schema(SchemaName.CDR_RAW)
+    seen = Counter()
+    for _ in range(3000):
+        g = gen.next()
+        if g.kind.startswith("undecodable") or g.kind == "schema":
+            continue
+        rec = schemaless_reader(io.BytesIO(g.value[5:]), schema, None)
+        phone = re.compile(r"\+947\d{8}\Z")
+        checks = {
+            "not_null": lambda r: any(r[c] is None for c in r if c != "data_volume_kb"),
+            "phone_format": lambda r: not (phone.match(r["caller_num"])
+                                           and phone.match(r["callee_num"])),
+            "call_type_domain": lambda r: r["call_type"] not in ("VOICE", "SMS", "DATA"),
+            "duration_range": lambda r: not 0 <= r["duration_sec"] <= 7200,
+            "signal_range": lambda r: not 1 <= r["signal_strength"] <= 5,
+            "event_time_future": lambda r: r["event_time"].timestamp() * 1000
+            > g.timestamp_ms + 3600_000,
+            "sms_duration": lambda r: r["call_type"] == "SMS" and r["duration_sec"] != 0,
+            "self_call": lambda r: r["caller_num"] == r["callee_num"],
+            "data_volume": lambda r: (r["data_volume_kb"] < 0) if r["call_type"] == "DATA"
+            else r["data_volume_kb"] != 0,
+        }
+        broken = checks[g.kind](rec)
+        assert broken, (g.kind, rec)
+        seen[g.kind] += 1
+    assert len(seen) == 9
