@@ -40,9 +40,13 @@ up: install ## start the local stack (Kafka, Schema Registry)
 down: ## stop the local stack
 	$(KAPPA) stack down
 
-.PHONY: bench
-bench: install ## run the benchmarks; figures go to bench/results/
-	$(PY) -m bench.produce
+BENCHES := produce validate aggregate replay
+
+.PHONY: bench $(addprefix bench-,$(BENCHES))
+bench: $(addprefix bench-,$(BENCHES)) ## run every benchmark; figures go to bench/results/
+
+$(addprefix bench-,$(BENCHES)): bench-%: install ## (bench-produce, bench-validate, ...) one benchmark
+	$(PY) -m bench.$*
 
 COMPOSE := docker compose -f compose/docker-compose.yml
 
