@@ -5,7 +5,7 @@ Each reads its settings once, converts Airflow's interval bounds to UTC
 Nothing here imports Airflow, so each is usable (and tested) on its own.
 """
 
-# ruff: noqa: PLC0415 -- the replay (Spark) is imported when a task runs, not at DAG parse
+# Imports inside functions: the replay (Spark) is imported when a task runs, not at DAG parse
 from __future__ import annotations
 
 import contextlib

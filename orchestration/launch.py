@@ -14,7 +14,7 @@ MARKER_PREFIX = "--kappa-service="
 def main() -> None:
     args = [a for a in sys.argv[1:] if not a.startswith(MARKER_PREFIX)]
     sys.argv = ["airflow", *args]
-    from airflow.__main__ import main as airflow_main  # noqa: PLC0415 -- after sys.argv is set
+    from airflow.__main__ import main as airflow_main  # after sys.argv is set
 
     sys.exit(airflow_main())  # type: ignore[no-untyped-call]
 

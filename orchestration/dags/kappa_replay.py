@@ -20,7 +20,7 @@ the UI) overrides where the replay writes. Parsing this file imports only Airflo
 and the settings; the tasks import the replay when they run.
 """
 
-# ruff: noqa: PLC0415 -- tasks import their callables when they run: DAG parsing stays fast
+# Imports inside functions: tasks import their callables when they run: DAG parsing stays fast
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta

@@ -5,7 +5,7 @@ imports it at collection time: the fixtures below set ``AIRFLOW_HOME`` and frien
 (for this test session only: they are undone at its end), then import it.
 """
 
-# ruff: noqa: PLC0415 -- Airflow is imported after the fixtures set its environment
+# Imports inside functions: Airflow is imported after the fixtures set its environment
 from __future__ import annotations
 
 import logging

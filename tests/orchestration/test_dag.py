@@ -1,6 +1,6 @@
 """The DAG parses, fast and without importing the replay, and has the intended shape."""
 
-# ruff: noqa: PLC0415 -- Airflow is imported after the fixtures set its environment
+# Imports inside functions: Airflow is imported after the fixtures set its environment
 from __future__ import annotations
 
 import itertools

@@ -1,4 +1,4 @@
-# ruff: noqa: PLC0415 -- Airflow is imported after the fixtures set its environment
+# Imports inside functions: Airflow is imported after the fixtures set its environment
 """The DAG end to end with the real local stack, Spark and ``dag.test()``.
 
 ``dag.test(logical_date=T)`` runs one DAG run in this process with the scheduler's
