@@ -42,6 +42,10 @@ down: ## stop the local stack
 
 BENCHES := produce validate aggregate replay
 
+.PHONY: airflow
+airflow: install ## start Airflow locally with the replay DAG (UI on KAPPA_AIRFLOW_PORT, default 8088)
+	$(KAPPA) airflow up
+
 .PHONY: bench $(addprefix bench-,$(BENCHES))
 bench: $(addprefix bench-,$(BENCHES)) ## run every benchmark; figures go to bench/results/
 
