@@ -52,26 +52,40 @@ def load(kafka: Any, registry: Any, topic: str, n: int, seed: int = 7) -> float:
     sid = register(clients.registry(registry), subject(topic), schema_text(SchemaName.CDR))
     enc = WireEncoder(parsed_schema(SchemaName.CDR), sid)
     rnd = random.Random(seed)
-    producer = Producer({**kafka.client_config(), "linger.ms": 50, "batch.size": 1_000_000,
-                         "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000,
-                         "acks": "1"})
+    producer = Producer(
+        {
+            **kafka.client_config(),
+            "linger.ms": 50,
+            "batch.size": 1_000_000,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 1_000_000,
+            "acks": "1",
+        }
+    )
     types = ("VOICE",) * 6 + ("SMS",) * 3 + ("DATA",)
     began = time.perf_counter()
     for i in range(n):
         t = T0 + timedelta(milliseconds=2 * i)
         call_type = types[rnd.randrange(10)]
         rec = {
-            "call_id": f"{i:012d}", "caller_num": f"+9477{rnd.randrange(5000):07d}",
-            "callee_num": f"+9477{rnd.randrange(5000):07d}", "call_type": call_type,
+            "call_id": f"{i:012d}",
+            "caller_num": f"+9477{rnd.randrange(5000):07d}",
+            "callee_num": f"+9477{rnd.randrange(5000):07d}",
+            "call_type": call_type,
             "duration_sec": 0 if call_type == "SMS" else rnd.randrange(1, 600),
-            "event_time": t, "tower_id": f"TWR-{rnd.randrange(50):04d}",
+            "event_time": t,
+            "tower_id": f"TWR-{rnd.randrange(50):04d}",
             "signal_strength": rnd.randrange(1, 6),
             "data_volume_kb": rnd.randrange(1, 50_000) if call_type == "DATA" else 0,
         }
         while True:
             try:
-                producer.produce(topic, key=rec["call_id"].encode(), value=enc.encode(rec),
-                                 timestamp=int(t.timestamp() * 1000))
+                producer.produce(
+                    topic,
+                    key=rec["call_id"].encode(),
+                    value=enc.encode(rec),
+                    timestamp=int(t.timestamp() * 1000),
+                )
                 break
             except BufferError:
                 producer.poll(0.05)
@@ -81,14 +95,31 @@ def load(kafka: Any, registry: Any, topic: str, n: int, seed: int = 7) -> float:
     return time.perf_counter() - began
 
 
-def drain(spark: Any, settings: AggregateSettings, stack: Any, topics: TopicSettings,
-          work: Path, records: int, *, aggregate: bool) -> dict[str, Any]:
+def drain(
+    spark: Any,
+    settings: AggregateSettings,
+    stack: Any,
+    topics: TopicSettings,
+    work: Path,
+    records: int,
+    *,
+    aggregate: bool,
+) -> dict[str, Any]:
     name = "aggregate" if aggregate else "baseline"
-    s = settings.model_copy(update={"output": str(work / name / "out"),
-                                    "checkpoint_dir": work / name / "ckpt"})
+    s = settings.model_copy(
+        update={"output": str(work / name / "out"), "checkpoint_dir": work / name / "ckpt"}
+    )
     began = time.perf_counter()
-    handle = job.start(spark, s, kafka=stack.kafka, registry=stack.registry, topics=topics,
-                       stack=StackSettings(), available_now=True, aggregate=aggregate)
+    handle = job.start(
+        spark,
+        s,
+        kafka=stack.kafka,
+        registry=stack.registry,
+        topics=topics,
+        stack=StackSettings(),
+        available_now=True,
+        aggregate=aggregate,
+    )
     handle.query.awaitTermination()
     seconds = time.perf_counter() - began
     progress = [p for p in handle.query.recentProgress if p.get("numInputRows")]
@@ -107,8 +138,10 @@ def drain(spark: Any, settings: AggregateSettings, stack: Any, topics: TopicSett
         "batch_seconds_median": batch_s[len(batch_s) // 2] if batch_s else None,
         "batch_seconds_max": batch_s[-1] if batch_s else None,
         "processed_rows_per_s_median": sorted(
-            p.get("processedRowsPerSecond") or 0 for p in progress)[len(progress) // 2]
-        if progress else None,
+            p.get("processedRowsPerSecond") or 0 for p in progress
+        )[len(progress) // 2]
+        if progress
+        else None,
         "billing_rows": sum(h.billing_rows for h in handle.writer.history),
         "network_rows": sum(h.network_rows for h in handle.writer.history),
         "late_rows": sum(h.late_rows for h in handle.writer.history),
@@ -117,8 +150,11 @@ def drain(spark: Any, settings: AggregateSettings, stack: Any, topics: TopicSett
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--records", type=int,
-                    default=int(os.environ.get("KAPPA_BENCH_AGGREGATE_RECORDS", "5000000")))
+    ap.add_argument(
+        "--records",
+        type=int,
+        default=int(os.environ.get("KAPPA_BENCH_AGGREGATE_RECORDS", "5000000")),
+    )
     ap.add_argument("--batch", type=int, default=500_000, help="maxOffsetsPerTrigger")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kappa-bench-aggregate-"))
@@ -126,16 +162,25 @@ def main() -> None:
         stack = stack_ctx.enter_context(running_stack(work / "stack", environ=os.environ))
         base = TopicSettings()
         suffix = uuid.uuid4().hex[:8]
-        topics = TopicSettings(valid=f"bench.valid.{suffix}", billing=f"bench.billing.{suffix}",
-                               network=f"bench.network.{suffix}", late=f"bench.late.{suffix}")
-        ensure_topics(stack.kafka, [topics.valid, topics.billing, topics.network, topics.late],
-                      partitions=base.partitions, retention_ms=-1)
+        topics = TopicSettings(
+            valid=f"bench.valid.{suffix}",
+            billing=f"bench.billing.{suffix}",
+            network=f"bench.network.{suffix}",
+            late=f"bench.late.{suffix}",
+        )
+        ensure_topics(
+            stack.kafka,
+            [topics.valid, topics.billing, topics.network, topics.late],
+            partitions=base.partitions,
+            retention_ms=-1,
+        )
         try:
             print(f"loading {args.records:,} CDRs into {topics.valid} ...", flush=True)
             load_s = load(stack.kafka, stack.registry, topics.valid, args.records)
             print(f"loaded in {load_s:.1f} s ({args.records / load_s:,.0f}/s)", flush=True)
-            settings = AggregateSettings(max_offsets_per_trigger=args.batch,
-                                         shuffle_partitions=4, driver_memory="4g")
+            settings = AggregateSettings(
+                max_offsets_per_trigger=args.batch, shuffle_partitions=4, driver_memory="4g"
+            )
             t = time.perf_counter()
             spark = session(settings, StackSettings(), app_name="kappa-bench-aggregate")
             startup_s = time.perf_counter() - t
@@ -146,8 +191,7 @@ def main() -> None:
                 runs.append(r)
             spark.stop()
         finally:
-            delete_topics(stack.kafka, [topics.valid, topics.billing, topics.network,
-                                        topics.late])
+            delete_topics(stack.kafka, [topics.valid, topics.billing, topics.network, topics.late])
     baseline, agg = runs
     result = {
         "bench": "aggregate",
@@ -160,8 +204,10 @@ def main() -> None:
         "baseline": baseline,
         "aggregate": agg,
         "ratio_aggregate_to_baseline_records_per_s": round(
-            agg["records_per_s"] / baseline["records_per_s"], 3)
-        if agg["records_per_s"] and baseline["records_per_s"] else None,
+            agg["records_per_s"] / baseline["records_per_s"], 3
+        )
+        if agg["records_per_s"] and baseline["records_per_s"]
+        else None,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

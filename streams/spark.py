@@ -46,8 +46,10 @@ def connector_jars(stack: StackSettings) -> list[Path]:
     names = [j.name for j in jars]
     missing = [p.rstrip("-") for p in REQUIRED_JARS if not any(n.startswith(p) for n in names)]
     if missing:
-        msg = (f"the Spark connector jars {', '.join(missing)} are not in {folder}; "
-               "run `make install` (it resolves them from Maven Central) and retry")
+        msg = (
+            f"the Spark connector jars {', '.join(missing)} are not in {folder}; "
+            "run `make install` (it resolves them from Maven Central) and retry"
+        )
         raise ConnectorJarsMissingError(msg)
     return jars
 
@@ -125,6 +127,10 @@ def session(
     spark.sparkContext.setLogLevel("WARN")
     for key in ("spark.sql.shuffle.partitions", "spark.sql.session.timeZone"):
         spark.conf.set(key, conf[key])
-    log.info("spark session master=%s shuffle_partitions=%s jars=%d",
-             the_master, settings.shuffle_partitions, len(jars))
+    log.info(
+        "spark session master=%s shuffle_partitions=%s jars=%d",
+        the_master,
+        settings.shuffle_partitions,
+        len(jars),
+    )
     return spark

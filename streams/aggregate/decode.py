@@ -52,8 +52,9 @@ class Decoders:
     reader: str
 
     @classmethod
-    def fetch(cls, registry: SchemaRegistryClient, topic: str,
-              reader: SchemaName = SchemaName.CDR) -> Decoders:
+    def fetch(
+        cls, registry: SchemaRegistryClient, topic: str, reader: SchemaName = SchemaName.CDR
+    ) -> Decoders:
         """Every version registered under ``<topic>-value``."""
         name = subject(topic)
         try:
@@ -81,8 +82,10 @@ class Decoders:
         try:
             text = registry.get_schema(schema_id).schema_str
         except SchemaRegistryError as exc:
-            msg = (f"schema id {schema_id} found in {self.subject.removesuffix('-value')} "
-                   "is not in the registry; the topic holds records no one can decode")
+            msg = (
+                f"schema id {schema_id} found in {self.subject.removesuffix('-value')} "
+                "is not in the registry; the topic holds records no one can decode"
+            )
             raise UnknownSchemaIdError(msg) from exc
         return Decoders(self.subject, {**self.writers, schema_id: str(text)}, self.reader)
 
@@ -120,15 +123,17 @@ def decode(source: DataFrame, decoders: Decoders) -> DataFrame:
         branch = from_avro(payload, text, options)
         cond = sf.col("schema_id") == sf.lit(schema_id)
         branches = sf.when(cond, branch) if branches is None else branches.when(cond, branch)
-    unknown = sf.raise_error(sf.concat(sf.lit(UNKNOWN_ID_MARKER + " "),
-                                       sf.col("schema_id").cast("string")))
-    decoded = (branches.otherwise(unknown) if branches is not None else unknown)
+    unknown = sf.raise_error(
+        sf.concat(sf.lit(UNKNOWN_ID_MARKER + " "), sf.col("schema_id").cast("string"))
+    )
+    decoded = branches.otherwise(unknown) if branches is not None else unknown
     # PERMISSIVE turns bytes that do not parse into a struct of nulls, not a null:
     # the reader's first field is required, so a null there marks such a row.
     first = json.loads(decoders.reader)["fields"][0]["name"]
     return (
         framed.withColumn("decoded", sf.when(sf.col("magic_ok"), decoded))
-        .withColumn("decoded", sf.when(sf.col("decoded").getField(first).isNotNull(),
-                                       sf.col("decoded")))
+        .withColumn(
+            "decoded", sf.when(sf.col("decoded").getField(first).isNotNull(), sf.col("decoded"))
+        )
         .drop("magic_ok")
     )

@@ -86,8 +86,13 @@ LATE_TABLE = "late"
 UNDECODABLE_TABLE = "undecodable"
 BILLING_COLUMNS = tuple(f.name for f in BILLING_SCHEMA.fields)
 NETWORK_COLUMNS = tuple(f.name for f in NETWORK_SCHEMA.fields)
-UNDECODABLE_COLUMNS = ("value", "schema_id", "source_partition", "source_offset",
-                       "source_timestamp")
+UNDECODABLE_COLUMNS = (
+    "value",
+    "schema_id",
+    "source_partition",
+    "source_offset",
+    "source_timestamp",
+)
 
 BatchHook = Callable[[int], None]
 MAX_RECOVERIES = 3
@@ -101,7 +106,8 @@ def recoverable(exc: BaseException) -> bool:
     query once more simply goes on with the next batch."""
     text = str(exc)
     return ("KafkaMicroBatchStream" in text and "NullPointerException" in text) or (
-        "Option.get()" in text and "is null" in text)
+        "Option.get()" in text and "is null" in text
+    )
 
 
 @dataclass(frozen=True)
@@ -112,8 +118,9 @@ class Paths:
     checkpoint: Path
 
     @classmethod
-    def resolve(cls, settings: AggregateSettings, stack: StackSettings,
-                output: str | None = None) -> Paths:
+    def resolve(
+        cls, settings: AggregateSettings, stack: StackSettings, output: str | None = None
+    ) -> Paths:
         out = output or settings.output or str(stack.state_dir / "aggregate")
         if "://" not in out:
             out = str(Path(out).resolve())
@@ -145,30 +152,37 @@ def check_source(kafka: KafkaSettings, topics: TopicSettings, timeout_s: float =
     try:
         meta = clients.admin(kafka).list_topics(timeout=timeout_s)
     except KafkaException as exc:
-        msg = (f"cannot reach Kafka at {kafka.bootstrap} ({exc.args[0]}); "
-               "start the local stack with `kappa stack up` or set KAPPA_KAFKA_BOOTSTRAP")
+        msg = (
+            f"cannot reach Kafka at {kafka.bootstrap} ({exc.args[0]}); "
+            "start the local stack with `kappa stack up` or set KAPPA_KAFKA_BOOTSTRAP"
+        )
         raise SourceUnavailableError(msg) from exc
     needed = [topics.valid, topics.billing, topics.network, topics.late]
     missing = [t for t in needed if t not in meta.topics]
     if missing:
-        msg = (f"topic(s) {', '.join(missing)} do not exist on {kafka.bootstrap}; "
-               "`kappa stack up` creates them")
+        msg = (
+            f"topic(s) {', '.join(missing)} do not exist on {kafka.bootstrap}; "
+            "`kappa stack up` creates them"
+        )
         raise SourceUnavailableError(msg)
 
 
 def register_outputs(registry: SchemaRegistryClient, topics: TopicSettings) -> OutputTopics:
     ids = {
-        topics.billing: register(registry, subject(topics.billing),
-                                 schema_text(SchemaName.BILLING_WINDOW)),
-        topics.network: register(registry, subject(topics.network),
-                                 schema_text(SchemaName.TOWER_WINDOW)),
+        topics.billing: register(
+            registry, subject(topics.billing), schema_text(SchemaName.BILLING_WINDOW)
+        ),
+        topics.network: register(
+            registry, subject(topics.network), schema_text(SchemaName.TOWER_WINDOW)
+        ),
         topics.late: register(registry, subject(topics.late), schema_text(SchemaName.LATE_CDR)),
     }
     return OutputTopics(topics.billing, topics.network, topics.late, ids)
 
 
-def kafka_source(spark: SparkSession, kafka: KafkaSettings, topic: str,
-                 settings: AggregateSettings) -> DataFrame:
+def kafka_source(
+    spark: SparkSession, kafka: KafkaSettings, topic: str, settings: AggregateSettings
+) -> DataFrame:
     reader = (
         spark.readStream.format("kafka")
         .options(**kafka.spark_options())
@@ -182,8 +196,9 @@ def kafka_source(spark: SparkSession, kafka: KafkaSettings, topic: str,
     return reader.load()
 
 
-def build(source: DataFrame, decoders: Decoders, settings: AggregateSettings,
-          *, aggregate: bool = True) -> DataFrame:
+def build(
+    source: DataFrame, decoders: Decoders, settings: AggregateSettings, *, aggregate: bool = True
+) -> DataFrame:
     """The query's plan over a Kafka source DataFrame: the union of all branches by ``kind``.
 
     ``aggregate=False`` leaves out the two windowed aggregations (the benchmark's baseline).
@@ -207,29 +222,41 @@ def build(source: DataFrame, decoders: Decoders, settings: AggregateSettings,
         sf.col("decoded.tower_id").alias("tower_id"),
         sf.col("decoded.call_type").cast("string").alias("call_type"),
         sf.col("decoded.event_time").alias("event_time"),
-        "source_partition", "source_offset",
+        "source_partition",
+        "source_offset",
         sf.when(~ok, sf.col("value")).alias("value"),
         sf.when(~ok, sf.col("schema_id")).alias("schema_id"),
         sf.when(~ok, sf.col("source_timestamp")).alias("source_timestamp"),
     )
-    cdrs = framed.where(ok).select(
-        "decoded.*", "source_partition", "source_offset"
-    ).withWatermark("event_time", settings.watermark)
+    cdrs = (
+        framed.where(ok)
+        .select("decoded.*", "source_partition", "source_offset")
+        .withWatermark("event_time", settings.watermark)
+    )
     if aggregate:
         bill = billing(cdrs, RateCard.from_settings(settings), settings.window)
         net = network_health(cdrs, settings.low_signal_threshold, settings.window)
-        out = (bill.withColumn("kind", sf.lit("billing"))
-               .unionByName(net.withColumn("kind", sf.lit("network")), allowMissingColumns=True)
-               .unionByName(out, allowMissingColumns=True))
+        out = (
+            bill.withColumn("kind", sf.lit("billing"))
+            .unionByName(net.withColumn("kind", sf.lit("network")), allowMissingColumns=True)
+            .unionByName(out, allowMissingColumns=True)
+        )
     return out
 
 
 class BatchWriter:
     """The ``foreachBatch`` function: splits a batch by kind and writes every sink."""
 
-    def __init__(self, spark: SparkSession, settings: AggregateSettings, paths: Paths,
-                 kafka: KafkaSettings, outputs: OutputTopics | None, *,
-                 after_parquet: BatchHook | None = None) -> None:
+    def __init__(
+        self,
+        spark: SparkSession,
+        settings: AggregateSettings,
+        paths: Paths,
+        kafka: KafkaSettings,
+        outputs: OutputTopics | None,
+        *,
+        after_parquet: BatchHook | None = None,
+    ) -> None:
         self.settings = settings
         self.paths = paths
         self.tables = ParquetTables(spark, paths.output)
@@ -248,19 +275,29 @@ class BatchWriter:
         kept = kept.persist()
         try:
             counts = {r["kind"]: int(r["count"]) for r in kept.groupBy("kind").count().collect()}
-            result = BatchCounts(batch_id, counts.get("billing", 0), counts.get("network", 0),
-                                 0, counts.get("undecodable", 0))
+            result = BatchCounts(
+                batch_id,
+                counts.get("billing", 0),
+                counts.get("network", 0),
+                0,
+                counts.get("undecodable", 0),
+            )
             if "window_start" in df.columns:
                 bill = kept.where(sf.col("kind") == "billing").select(*BILLING_COLUMNS)
                 net = kept.where(sf.col("kind") == "network").select(*NETWORK_COLUMNS)
             else:  # the plan without the aggregations (the benchmark's baseline)
                 bill = net = kept.limit(0)
-            late = late_rows(kept.where(sf.col("kind") == "cdr"), clock.late_threshold_ms,
-                             clock.batch_timestamp_ms, self.settings.window).persist()
+            late = late_rows(
+                kept.where(sf.col("kind") == "cdr"),
+                clock.late_threshold_ms,
+                clock.batch_timestamp_ms,
+                self.settings.window,
+            ).persist()
             try:
                 result.late_rows = late.count() if counts.get("cdr", 0) else 0
-                self._write_parquet(result, bill, net, late,
-                                    kept.where(sf.col("kind") == "undecodable"))
+                self._write_parquet(
+                    result, bill, net, late, kept.where(sf.col("kind") == "undecodable")
+                )
                 if self.after_parquet is not None:
                     self.after_parquet(batch_id)
                 if self.outputs is not None:
@@ -271,13 +308,25 @@ class BatchWriter:
         finally:
             kept.unpersist()
         self.history.append(result)
-        log.info("batch id=%s billing=%s network=%s late=%s undecodable=%s seconds=%.2f "
-                 "watermark_ms=%s", batch_id, result.billing_rows, result.network_rows,
-                 result.late_rows, result.undecodable_rows, time.perf_counter() - started,
-                 clock.watermark_ms)
+        log.info(
+            "batch id=%s billing=%s network=%s late=%s undecodable=%s seconds=%.2f watermark_ms=%s",
+            batch_id,
+            result.billing_rows,
+            result.network_rows,
+            result.late_rows,
+            result.undecodable_rows,
+            time.perf_counter() - started,
+            clock.watermark_ms,
+        )
 
-    def _write_parquet(self, n: BatchCounts, bill: DataFrame, net: DataFrame, late: DataFrame,
-                       undecodable: DataFrame) -> None:
+    def _write_parquet(
+        self,
+        n: BatchCounts,
+        bill: DataFrame,
+        net: DataFrame,
+        late: DataFrame,
+        undecodable: DataFrame,
+    ) -> None:
         if n.billing_rows:
             self.tables.write(bill, BILLING_TABLE, n.batch_id)
         if n.network_rows:
@@ -285,26 +334,47 @@ class BatchWriter:
         if n.late_rows:
             self.tables.write(late, LATE_TABLE, n.batch_id)
         if n.undecodable_rows:
-            self.tables.write(undecodable.select(*UNDECODABLE_COLUMNS), UNDECODABLE_TABLE,
-                              n.batch_id)
+            self.tables.write(
+                undecodable.select(*UNDECODABLE_COLUMNS), UNDECODABLE_TABLE, n.batch_id
+            )
 
-    def _write_kafka(self, n: BatchCounts, bill: DataFrame, net: DataFrame,
-                     late: DataFrame) -> None:
+    def _write_kafka(
+        self, n: BatchCounts, bill: DataFrame, net: DataFrame, late: DataFrame
+    ) -> None:
         out = self.outputs
         assert out is not None
         opts = self.kafka_options
         if n.billing_rows:
-            write_kafka(bill, window_key("caller_num"),
-                        avro_value(bill, BILLING_COLUMNS, schema_text(SchemaName.BILLING_WINDOW),
-                                   out.ids[out.billing]), out.billing, opts)
+            write_kafka(
+                bill,
+                window_key("caller_num"),
+                avro_value(
+                    bill,
+                    BILLING_COLUMNS,
+                    schema_text(SchemaName.BILLING_WINDOW),
+                    out.ids[out.billing],
+                ),
+                out.billing,
+                opts,
+            )
         if n.network_rows:
-            write_kafka(net, window_key("tower_id"),
-                        avro_value(net, NETWORK_COLUMNS, schema_text(SchemaName.TOWER_WINDOW),
-                                   out.ids[out.network]), out.network, opts)
+            write_kafka(
+                net,
+                window_key("tower_id"),
+                avro_value(
+                    net, NETWORK_COLUMNS, schema_text(SchemaName.TOWER_WINDOW), out.ids[out.network]
+                ),
+                out.network,
+                opts,
+            )
         if n.late_rows:
-            write_kafka(late, sf.col("call_id"),
-                        avro_value(late, LATE_COLUMNS, schema_text(SchemaName.LATE_CDR),
-                                   out.ids[out.late]), out.late, opts)
+            write_kafka(
+                late,
+                sf.col("call_id"),
+                avro_value(late, LATE_COLUMNS, schema_text(SchemaName.LATE_CDR), out.ids[out.late]),
+                out.late,
+                opts,
+            )
 
     def _publish(self, n: BatchCounts, bill: DataFrame, net: DataFrame) -> None:
         metrics.AGGREGATE_LATE_RECORDS.inc(n.late_rows)
@@ -314,8 +384,9 @@ class BatchWriter:
         if not (n.billing_rows or n.network_rows):
             return
         # Only the newest window of each table feeds the business gauges.
-        record_closed_window(_newest(bill) if n.billing_rows else [],
-                             _newest(net) if n.network_rows else [])
+        record_closed_window(
+            _newest(bill) if n.billing_rows else [], _newest(net) if n.network_rows else []
+        )
 
 
 def _newest(df: DataFrame) -> list[Any]:
@@ -349,8 +420,10 @@ class AggregateQuery:
         if self.restart is None or not recoverable(exc) or self.restarts >= MAX_RECOVERIES:
             return False
         self.restarts += 1
-        log.warning("restarting the query after Spark's progress-report failure on a re-run "
-                    "batch (its output and commit are complete)")
+        log.warning(
+            "restarting the query after Spark's progress-report failure on a re-run "
+            "batch (its output and commit are complete)"
+        )
         self.query = self.restart()
         return True
 
@@ -381,8 +454,9 @@ def start(
     outputs = register_outputs(reg, topics) if kafka_outputs else None
     paths = Paths.resolve(settings, stack, output)
     paths.checkpoint.mkdir(parents=True, exist_ok=True)
-    plan = build(kafka_source(spark, kafka, topics.valid, settings), decoders, settings,
-                 aggregate=aggregate)
+    plan = build(
+        kafka_source(spark, kafka, topics.valid, settings), decoders, settings, aggregate=aggregate
+    )
     writer = BatchWriter(spark, settings, paths, kafka, outputs, after_parquet=after_parquet)
     stream = (
         plan.writeStream.queryName(QUERY_NAME)
@@ -399,8 +473,13 @@ def start(
         msg = f"bad trigger {trigger or settings.trigger!r}: {exc}"
         raise BadSettingError(msg) from exc
     query = stream.start()
-    log.info("aggregate query started id=%s output=%s checkpoint=%s ids=%s", query.id,
-             paths.output, paths.checkpoint, sorted(decoders.writers))
+    log.info(
+        "aggregate query started id=%s output=%s checkpoint=%s ids=%s",
+        query.id,
+        paths.output,
+        paths.checkpoint,
+        sorted(decoders.writers),
+    )
     return AggregateQuery(query, writer, paths, restart=stream.start)
 
 
@@ -428,6 +507,7 @@ def drain(handle: AggregateQuery, stop: threading.Event | None = None) -> None:
 
 def _newest_batch(checkpoint: Path) -> tuple[int, int]:
     """(newest batch in the offset log, newest committed batch); -1 when none."""
+
     def top(folder: str) -> int:
         ids = [int(p.name) for p in (checkpoint / folder).glob("[0-9]*") if p.name.isdigit()]
         return max(ids, default=-1)
@@ -464,10 +544,17 @@ def run(
     try:
         while True:
             if handle is None:
-                handle = start(spark, settings, kafka=kafka, registry=registry, topics=topics,
-                               stack=stack, output=output,
-                               trigger=IDLE_TRIGGER if until_idle else trigger,
-                               decoders=decoders)
+                handle = start(
+                    spark,
+                    settings,
+                    kafka=kafka,
+                    registry=registry,
+                    topics=topics,
+                    stack=stack,
+                    output=output,
+                    trigger=IDLE_TRIGGER if until_idle else trigger,
+                    decoders=decoders,
+                )
             try:
                 if until_idle:
                     drain(handle, stop)
@@ -489,8 +576,11 @@ def run(
                     msg = f"the aggregation query failed: {first[:500]}"
                     raise AggregateError(msg) from exc
                 seen_unknown.add(schema_id)
-                log.warning("schema id %s appeared after start; fetching the subject's "
-                            "versions and restarting from the checkpoint", schema_id)
+                log.warning(
+                    "schema id %s appeared after start; fetching the subject's "
+                    "versions and restarting from the checkpoint",
+                    schema_id,
+                )
                 decoders = Decoders.fetch(reg, topics.valid)
                 if schema_id not in decoders.writers:
                     decoders = decoders.with_id(reg, schema_id)

@@ -30,8 +30,17 @@ from pyspark.sql import functions as sf
 from streams.aggregate.transforms import DEFAULT_WINDOW, window_of
 
 LATE_COLUMNS = (
-    "call_id", "caller_num", "tower_id", "call_type", "event_time", "missed_window_start",
-    "missed_window_end", "watermark", "lateness_ms", "source_partition", "source_offset",
+    "call_id",
+    "caller_num",
+    "tower_id",
+    "call_type",
+    "event_time",
+    "missed_window_start",
+    "missed_window_end",
+    "watermark",
+    "lateness_ms",
+    "source_partition",
+    "source_offset",
     "captured_at",
 )
 """The fields of the Avro ``LateCdr``, in order."""
@@ -75,8 +84,9 @@ def _ms(col: str) -> Column:
     return sf.unix_millis(sf.col(col))
 
 
-def late_rows(cdrs: DataFrame, threshold_ms: int, captured_at_ms: int,
-              window: str = DEFAULT_WINDOW) -> DataFrame:
+def late_rows(
+    cdrs: DataFrame, threshold_ms: int, captured_at_ms: int, window: str = DEFAULT_WINDOW
+) -> DataFrame:
     """The rows of ``cdrs`` whose window ends at or before ``threshold_ms``, as ``LateCdr``.
 
     ``cdrs`` has the ``Cdr`` columns plus ``source_partition`` and ``source_offset``.
@@ -86,7 +96,10 @@ def late_rows(cdrs: DataFrame, threshold_ms: int, captured_at_ms: int,
         cdrs.withColumn("w", window_of(sf.col("event_time"), window))
         .where(sf.col("w.end") <= threshold)
         .select(
-            "call_id", "caller_num", "tower_id", sf.col("call_type").cast("string"),
+            "call_id",
+            "caller_num",
+            "tower_id",
+            sf.col("call_type").cast("string"),
             "event_time",
             sf.col("w.start").alias("missed_window_start"),
             sf.col("w.end").alias("missed_window_end"),

@@ -26,7 +26,8 @@ def record_progress(progress: dict[str, Any]) -> None:
     """Update the ``kappa_aggregate_*`` metrics from one progress report (its JSON form)."""
     metrics.AGGREGATE_INPUT_ROWS_PER_SECOND.set(float(progress.get("inputRowsPerSecond") or 0))
     metrics.AGGREGATE_PROCESSED_ROWS_PER_SECOND.set(
-        float(progress.get("processedRowsPerSecond") or 0))
+        float(progress.get("processedRowsPerSecond") or 0)
+    )
     metrics.AGGREGATE_INPUT_ROWS.inc(int(progress.get("numInputRows") or 0))
     duration_ms = (progress.get("durationMs") or {}).get("triggerExecution")
     if duration_ms is not None:
@@ -44,7 +45,8 @@ def record_progress(progress: dict[str, Any]) -> None:
     if operators:
         # Both aggregations drop the same rows; count them once.
         metrics.AGGREGATE_DROPPED_BY_WATERMARK.inc(
-            int(operators[0].get("numRowsDroppedByWatermark") or 0))
+            int(operators[0].get("numRowsDroppedByWatermark") or 0)
+        )
 
 
 class MetricsListener(StreamingQueryListener):

@@ -22,7 +22,8 @@ def top_callers(spark: SparkSession, output: str, n: int = 10) -> list[dict[str,
     if df is None:
         return []
     rows = (
-        df.groupBy("caller_num").agg(
+        df.groupBy("caller_num")
+        .agg(
             sf.round(sf.sum("revenue"), 4).alias("revenue"),
             sf.sum("calls").alias("calls"),
             sf.sum("billable_minutes").alias("billable_minutes"),
@@ -43,11 +44,14 @@ def worst_towers(spark: SparkSession, output: str, n: int = 10) -> list[dict[str
     if df is None:
         return []
     rows = (
-        df.groupBy("tower_id").agg(
-            (sf.sum(sf.col("avg_signal") * sf.col("events")) / sf.sum("events"))
-            .alias("avg_signal"),
-            (sf.sum(sf.col("low_signal_share") * sf.col("events")) / sf.sum("events"))
-            .alias("low_signal_share"),
+        df.groupBy("tower_id")
+        .agg(
+            (sf.sum(sf.col("avg_signal") * sf.col("events")) / sf.sum("events")).alias(
+                "avg_signal"
+            ),
+            (sf.sum(sf.col("low_signal_share") * sf.col("events")) / sf.sum("events")).alias(
+                "low_signal_share"
+            ),
             sf.sum("events").alias("events"),
             sf.avg("distinct_callers").alias("avg_distinct_callers"),
         )

@@ -71,15 +71,17 @@ class ParquetTables:
         return bool(self._fs.exists(self._path(self.table_path(table))))
 
 
-def avro_value(df: DataFrame, columns: tuple[str, ...] | list[str], schema_json: str,
-               schema_id: int) -> Column:
+def avro_value(
+    df: DataFrame, columns: tuple[str, ...] | list[str], schema_json: str, schema_id: int
+) -> Column:
     """``0x00 | id | Avro`` of ``columns`` as one binary column."""
     record = sf.struct(*[sf.col(c) for c in columns])
     return sf.concat(sf.lit(confluent_header(schema_id)), to_avro(record, schema_json))
 
 
-def write_kafka(df: DataFrame, key: Column, value: Column, topic: str,
-                options: dict[str, str]) -> None:
+def write_kafka(
+    df: DataFrame, key: Column, value: Column, topic: str, options: dict[str, str]
+) -> None:
     """Write ``key``/``value`` rows to ``topic`` with Spark's Kafka sink (at-least-once)."""
     (
         df.select(key.cast("string").alias("key"), value.alias("value"))

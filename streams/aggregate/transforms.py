@@ -54,44 +54,50 @@ from kappa.settings import AggregateSettings
 
 DEFAULT_WINDOW = "5 minutes"
 
-CDR_SCHEMA = StructType([
-    StructField("call_id", StringType(), False),
-    StructField("caller_num", StringType(), False),
-    StructField("callee_num", StringType(), False),
-    StructField("call_type", StringType(), False),
-    StructField("duration_sec", IntegerType(), False),
-    StructField("event_time", TimestampType(), False),
-    StructField("tower_id", StringType(), False),
-    StructField("signal_strength", IntegerType(), False),
-    StructField("data_volume_kb", LongType(), False),
-])
+CDR_SCHEMA = StructType(
+    [
+        StructField("call_id", StringType(), False),
+        StructField("caller_num", StringType(), False),
+        StructField("callee_num", StringType(), False),
+        StructField("call_type", StringType(), False),
+        StructField("duration_sec", IntegerType(), False),
+        StructField("event_time", TimestampType(), False),
+        StructField("tower_id", StringType(), False),
+        StructField("signal_strength", IntegerType(), False),
+        StructField("data_volume_kb", LongType(), False),
+    ]
+)
 """The decoded ``Cdr`` columns both transforms read (``call_type`` as its enum symbol)."""
 
-BILLING_SCHEMA = StructType([
-    StructField("window_start", TimestampType()),
-    StructField("window_end", TimestampType()),
-    StructField("caller_num", StringType()),
-    StructField("calls", LongType()),
-    StructField("voice_seconds", LongType()),
-    StructField("billable_minutes", LongType()),
-    StructField("sms_count", LongType()),
-    StructField("data_volume_kb", LongType()),
-    StructField("revenue", DoubleType()),
-])
+BILLING_SCHEMA = StructType(
+    [
+        StructField("window_start", TimestampType()),
+        StructField("window_end", TimestampType()),
+        StructField("caller_num", StringType()),
+        StructField("calls", LongType()),
+        StructField("voice_seconds", LongType()),
+        StructField("billable_minutes", LongType()),
+        StructField("sms_count", LongType()),
+        StructField("data_volume_kb", LongType()),
+        StructField("revenue", DoubleType()),
+    ]
+)
 """What ``billing`` returns: the fields of the Avro ``BillingWindow``."""
 
-NETWORK_SCHEMA = StructType([
-    StructField("window_start", TimestampType()),
-    StructField("window_end", TimestampType()),
-    StructField("tower_id", StringType()),
-    StructField("events", LongType()),
-    StructField("voice_count", LongType()),
-    StructField("sms_count", LongType()),
-    StructField("data_count", LongType()),
-    StructField("avg_signal", DoubleType()),
-    StructField("low_signal_share", DoubleType()),
-    StructField("distinct_callers", LongType()),
-])
+NETWORK_SCHEMA = StructType(
+    [
+        StructField("window_start", TimestampType()),
+        StructField("window_end", TimestampType()),
+        StructField("tower_id", StringType()),
+        StructField("events", LongType()),
+        StructField("voice_count", LongType()),
+        StructField("sms_count", LongType()),
+        StructField("data_count", LongType()),
+        StructField("avg_signal", DoubleType()),
+        StructField("low_signal_share", DoubleType()),
+        StructField("distinct_callers", LongType()),
+    ]
+)
 """What ``network_health`` returns: the fields of the Avro ``TowerWindow``."""
 
 
@@ -131,12 +137,15 @@ def billing(cdrs: DataFrame, rates: RateCard, window: str = DEFAULT_WINDOW) -> D
     """
     voice = sf.col("call_type") == sf.lit("VOICE")
     per_call_minutes = sf.expr("(duration_sec + 59) div 60")
-    agg = cdrs.groupBy(window_of(sf.col("event_time"), window).alias("window"),
-                       sf.col("caller_num")).agg(
+    agg = cdrs.groupBy(
+        window_of(sf.col("event_time"), window).alias("window"), sf.col("caller_num")
+    ).agg(
         _count_if(voice).alias("calls"),
-        sf.sum(sf.when(voice, sf.col("duration_sec")).otherwise(sf.lit(0))).cast("long")
+        sf.sum(sf.when(voice, sf.col("duration_sec")).otherwise(sf.lit(0)))
+        .cast("long")
         .alias("voice_seconds"),
-        sf.sum(sf.when(voice, per_call_minutes).otherwise(sf.lit(0))).cast("long")
+        sf.sum(sf.when(voice, per_call_minutes).otherwise(sf.lit(0)))
+        .cast("long")
         .alias("billable_minutes"),
         _count_if(sf.col("call_type") == sf.lit("SMS")).alias("sms_count"),
         sf.sum(sf.col("data_volume_kb")).cast("long").alias("data_volume_kb"),
@@ -150,21 +159,27 @@ def billing(cdrs: DataFrame, rates: RateCard, window: str = DEFAULT_WINDOW) -> D
     return agg.select(
         sf.col("window.start").alias("window_start"),
         sf.col("window.end").alias("window_end"),
-        "caller_num", "calls", "voice_seconds", "billable_minutes", "sms_count",
+        "caller_num",
+        "calls",
+        "voice_seconds",
+        "billable_minutes",
+        "sms_count",
         "data_volume_kb",
         revenue.cast("double").alias("revenue"),
     )
 
 
-def network_health(cdrs: DataFrame, low_signal_threshold: int,
-                   window: str = DEFAULT_WINDOW) -> DataFrame:
+def network_health(
+    cdrs: DataFrame, low_signal_threshold: int, window: str = DEFAULT_WINDOW
+) -> DataFrame:
     """Health per tower per tumbling window (columns of ``NETWORK_SCHEMA``).
 
     Works on a batch or a streaming DataFrame; a streaming one must carry a
     watermark on ``event_time`` for append mode.
     """
-    agg = cdrs.groupBy(window_of(sf.col("event_time"), window).alias("window"),
-                       sf.col("tower_id")).agg(
+    agg = cdrs.groupBy(
+        window_of(sf.col("event_time"), window).alias("window"), sf.col("tower_id")
+    ).agg(
         sf.count(sf.lit(1)).cast("long").alias("events"),
         _count_if(sf.col("call_type") == sf.lit("VOICE")).alias("voice_count"),
         _count_if(sf.col("call_type") == sf.lit("SMS")).alias("sms_count"),
@@ -177,7 +192,11 @@ def network_health(cdrs: DataFrame, low_signal_threshold: int,
     return agg.select(
         sf.col("window.start").alias("window_start"),
         sf.col("window.end").alias("window_end"),
-        "tower_id", "events", "voice_count", "sms_count", "data_count",
+        "tower_id",
+        "events",
+        "voice_count",
+        "sms_count",
+        "data_count",
         (sf.col("signal_sum").cast("double") / sf.col("events").cast("double")).alias("avg_signal"),
         (sf.col("low").cast("double") / sf.col("events").cast("double")).alias("low_signal_share"),
         "distinct_callers",

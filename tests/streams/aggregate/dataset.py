@@ -37,12 +37,28 @@ class Row:
     late: bool = False
 
 
-def cdr(cid: str, caller: str, call_type: str, duration: int, t: datetime, tower: str,
-        signal: int, kb: int = 0) -> dict[str, Any]:
+def cdr(
+    cid: str,
+    caller: str,
+    call_type: str,
+    duration: int,
+    t: datetime,
+    tower: str,
+    signal: int,
+    kb: int = 0,
+) -> dict[str, Any]:
     callee = C if caller != C else A
-    return {"call_id": cid, "caller_num": caller, "callee_num": callee, "call_type": call_type,
-            "duration_sec": duration, "event_time": t, "tower_id": tower,
-            "signal_strength": signal, "data_volume_kb": kb}
+    return {
+        "call_id": cid,
+        "caller_num": caller,
+        "callee_num": callee,
+        "call_type": call_type,
+        "duration_sec": duration,
+        "event_time": t,
+        "tower_id": tower,
+        "signal_strength": signal,
+        "data_volume_kb": kb,
+    }
 
 
 STEPS: list[list[Row]] = [
@@ -80,21 +96,32 @@ def watermark_after(steps: list[list[Row]]) -> int:
     return latest - WATERMARK_MS
 
 
-def produce_step(kafka: KafkaSettings, topic: str, rows: list[Row],
-                 encoders: list[WireEncoder]) -> None:
+def produce_step(
+    kafka: KafkaSettings, topic: str, rows: list[Row], encoders: list[WireEncoder]
+) -> None:
     """One transaction: the step becomes visible to read_committed readers at once.
 
     Row i is encoded with ``encoders[i % len(encoders)]``.
     """
-    producer = Producer({**kafka.client_config(), "transactional.id": f"test-{uuid.uuid4()}",
-                         "enable.idempotence": True, "acks": "all"})
+    producer = Producer(
+        {
+            **kafka.client_config(),
+            "transactional.id": f"test-{uuid.uuid4()}",
+            "enable.idempotence": True,
+            "acks": "all",
+        }
+    )
     producer.init_transactions(30)
     producer.begin_transaction()
     for i, row in enumerate(rows):
         rec = row.record
         enc = encoders[i % len(encoders)]
-        producer.produce(topic, key=rec["call_id"].encode(), value=enc.encode(rec),
-                         timestamp=int(rec["event_time"].timestamp() * 1000))
+        producer.produce(
+            topic,
+            key=rec["call_id"].encode(),
+            value=enc.encode(rec),
+            timestamp=int(rec["event_time"].timestamp() * 1000),
+        )
     producer.commit_transaction(30)
 
 

@@ -32,7 +32,8 @@ def round4(x: float) -> float:
 
 def billing(cdrs: Iterable[dict[str, Any]]) -> dict[tuple[int, str], dict[str, Any]]:
     acc: dict[tuple[int, str], dict[str, Any]] = defaultdict(
-        lambda: dict(calls=0, voice_seconds=0, billable_minutes=0, sms_count=0, data_volume_kb=0))
+        lambda: dict(calls=0, voice_seconds=0, billable_minutes=0, sms_count=0, data_volume_kb=0)
+    )
     for c in cdrs:
         row = acc[(window_start(c["event_time"]), c["caller_num"])]
         if c["call_type"] == "VOICE":
@@ -43,9 +44,11 @@ def billing(cdrs: Iterable[dict[str, Any]]) -> dict[tuple[int, str], dict[str, A
             row["sms_count"] += 1
         row["data_volume_kb"] += c["data_volume_kb"]
     for row in acc.values():
-        row["revenue"] = round4(row["billable_minutes"] * RATES["VOICE"]
-                                + row["sms_count"] * RATES["SMS"]
-                                + row["data_volume_kb"] / 1024.0 * RATES["DATA"])
+        row["revenue"] = round4(
+            row["billable_minutes"] * RATES["VOICE"]
+            + row["sms_count"] * RATES["SMS"]
+            + row["data_volume_kb"] / 1024.0 * RATES["DATA"]
+        )
     return dict(acc)
 
 
@@ -83,8 +86,15 @@ def frame_to_table(df: Any, key: str) -> dict[tuple[int, str], dict[str, Any]]:
         assert int(end.timestamp() * 1000) - start_ms == WINDOW_MS
         k = (start_ms, rec.pop(key))
         assert k not in out, f"window row {k} written twice"
-        out[k] = {n: (int(v) if isinstance(v, int | float) and n not in (
-            "revenue", "avg_signal", "low_signal_share") else float(v)) for n, v in rec.items()}
+        out[k] = {
+            n: (
+                int(v)
+                if isinstance(v, int | float)
+                and n not in ("revenue", "avg_signal", "low_signal_share")
+                else float(v)
+            )
+            for n, v in rec.items()
+        }
     return out
 
 

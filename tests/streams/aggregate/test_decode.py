@@ -25,14 +25,22 @@ def _values(spark: SparkSession, values: list[bytes]) -> object:
 
 
 def test_every_known_id_decodes_to_the_reader_schema_and_garbage_to_null(
-        spark: SparkSession) -> None:
+    spark: SparkSession,
+) -> None:
     v1 = WireEncoder(parsed_schema(SchemaName.CDR), 11)
     v2 = WireEncoder(V2, 12)
     rec = STEPS[0][0].record
-    values = [v1.encode(rec), v2.encode({**rec, "call_id": "v2", "roaming": True}),
-              b"\x01\x00\x00\x00\x0bjunk", b"\x00\x00\x00\x00\x0b\xff\xff"]
-    decoders = Decoders("t-value", {11: schema_text(SchemaName.CDR), 12: json.dumps(V2)},
-                        schema_text(SchemaName.CDR))
+    values = [
+        v1.encode(rec),
+        v2.encode({**rec, "call_id": "v2", "roaming": True}),
+        b"\x01\x00\x00\x00\x0bjunk",
+        b"\x00\x00\x00\x00\x0b\xff\xff",
+    ]
+    decoders = Decoders(
+        "t-value",
+        {11: schema_text(SchemaName.CDR), 12: json.dumps(V2)},
+        schema_text(SchemaName.CDR),
+    )
     rows = decode(_values(spark, values), decoders).collect()  # type: ignore[arg-type]
     assert [r.schema_id for r in rows] == [11, 12, 11, 11]
     assert rows[0].decoded.call_id == rec["call_id"]

@@ -38,19 +38,32 @@ SETTINGS = AggregateSettings(shuffle_partitions=2, trigger="200 milliseconds")
 
 @pytest.fixture
 def topics(stack: Any, topic: Any) -> TopicSettings:
-    return TopicSettings(valid=topic(partitions=1), billing=topic(partitions=1),
-                         network=topic(partitions=1), late=topic(partitions=1))
+    return TopicSettings(
+        valid=topic(partitions=1),
+        billing=topic(partitions=1),
+        network=topic(partitions=1),
+        late=topic(partitions=1),
+    )
 
 
 def _settings(tmp_path: Path) -> AggregateSettings:
-    return SETTINGS.model_copy(update={"output": str(tmp_path / "out"),
-                                       "checkpoint_dir": tmp_path / "ckpt"})
+    return SETTINGS.model_copy(
+        update={"output": str(tmp_path / "out"), "checkpoint_dir": tmp_path / "ckpt"}
+    )
 
 
-def _start(spark: SparkSession, stack: Any, topics: TopicSettings, settings: AggregateSettings,
-           **kw: Any) -> job.AggregateQuery:
-    return job.start(spark, settings, kafka=stack.kafka, registry=stack.registry, topics=topics,
-                     stack=StackSettings(), **kw)
+def _start(
+    spark: SparkSession, stack: Any, topics: TopicSettings, settings: AggregateSettings, **kw: Any
+) -> job.AggregateQuery:
+    return job.start(
+        spark,
+        settings,
+        kafka=stack.kafka,
+        registry=stack.registry,
+        topics=topics,
+        stack=StackSettings(),
+        **kw,
+    )
 
 
 def _encoder(stack: Any, topics: TopicSettings) -> WireEncoder:
@@ -112,7 +125,8 @@ def _consume_all(stack: Any, topic: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_windows_equal_independent_aggregates_and_late_rows_are_captured(
-        spark: SparkSession, stack: Any, topics: TopicSettings, tmp_path: Path) -> None:
+    spark: SparkSession, stack: Any, topics: TopicSettings, tmp_path: Path
+) -> None:
     settings = _settings(tmp_path)
     enc = _encoder(stack, topics)
     handle = _start(spark, stack, topics, settings)
@@ -133,7 +147,8 @@ def test_windows_equal_independent_aggregates_and_late_rows_are_captured(
 
 
 def test_crash_after_parquet_then_restart_from_checkpoint_no_row_missing_or_doubled(
-        spark: SparkSession, stack: Any, topics: TopicSettings, tmp_path: Path) -> None:
+    spark: SparkSession, stack: Any, topics: TopicSettings, tmp_path: Path
+) -> None:
     settings = _settings(tmp_path)
     out = Path(settings.output or "")
     enc = _encoder(stack, topics)
@@ -174,14 +189,21 @@ def test_crash_after_parquet_then_restart_from_checkpoint_no_row_missing_or_doub
 
 
 def test_two_schema_versions_are_both_aggregated_even_one_registered_after_start(
-        spark: SparkSession, stack: Any, topics: TopicSettings, tmp_path: Path) -> None:
+    spark: SparkSession, stack: Any, topics: TopicSettings, tmp_path: Path
+) -> None:
     settings = _settings(tmp_path)
     reg = clients.registry(stack.registry)
     v1 = _encoder(stack, topics)
     decoders_at_start = Decoders.fetch(reg, topics.valid)  # v1 only
     v2_schema = json.loads(schema_text(SchemaName.CDR))
-    v2_schema["fields"].append({"name": "roaming", "type": "boolean", "default": False,
-                                "doc": "v2: whether the caller was roaming"})
+    v2_schema["fields"].append(
+        {
+            "name": "roaming",
+            "type": "boolean",
+            "default": False,
+            "doc": "v2: whether the caller was roaming",
+        }
+    )
     v2_id = int(reg.register_schema(subject(topics.valid), Schema(json.dumps(v2_schema), "AVRO")))
     assert v2_id != v1.schema_id
 
@@ -194,15 +216,29 @@ def test_two_schema_versions_are_both_aggregated_even_one_registered_after_start
     produce_step(stack.kafka, topics.valid, first, [v1, v2])
     # The job fetched v1 only: the batch fails on v2's id, the job fetches the versions
     # again and redoes the batch from its checkpoint.
-    history = job.run(spark, settings, kafka=stack.kafka, registry=stack.registry,
-                      topics=topics, stack=StackSettings(), until_idle=True,
-                      decoders=decoders_at_start)
+    history = job.run(
+        spark,
+        settings,
+        kafka=stack.kafka,
+        registry=stack.registry,
+        topics=topics,
+        stack=StackSettings(),
+        until_idle=True,
+        decoders=decoders_at_start,
+    )
     assert sum(h.undecodable_rows for h in history) == 0
     # A later record moves the watermark past every window of the first records.
     flush = Row(cdr("flush", A, "SMS", 0, at(120), TOWER_1, 3))
     produce_step(stack.kafka, topics.valid, [flush], [v2])
-    job.run(spark, settings, kafka=stack.kafka, registry=stack.registry, topics=topics,
-            stack=StackSettings(), until_idle=True)
+    job.run(
+        spark,
+        settings,
+        kafka=stack.kafka,
+        registry=stack.registry,
+        topics=topics,
+        stack=StackSettings(),
+        until_idle=True,
+    )
     out = Path(settings.output or "")
     everything = [r.record for r in [*first, flush]]
     wm = watermark_after([[*first, flush]])

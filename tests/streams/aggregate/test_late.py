@@ -22,7 +22,8 @@ def _offset_log(root: Path, batch_id: int, watermark_ms: int, ts_ms: int) -> Non
 
 
 def test_batch_clock_uses_the_previous_batch_watermark_as_the_late_threshold(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     _offset_log(tmp_path, 0, 0, 1000)
     _offset_log(tmp_path, 1, 600_000, 2000)
     _offset_log(tmp_path, 2, 900_000, 3000)
@@ -30,23 +31,35 @@ def test_batch_clock_uses_the_previous_batch_watermark_as_the_late_threshold(
     assert (first.late_threshold_ms, first.watermark_ms) == (0, 0)
     clock = batch_clock(tmp_path, 2)
     assert (clock.late_threshold_ms, clock.watermark_ms, clock.batch_timestamp_ms) == (
-        600_000, 900_000, 3000)
+        600_000,
+        900_000,
+        3000,
+    )
 
 
 @pytest.mark.spark
 def test_late_rows_are_those_whose_window_ended_at_or_before_the_threshold(
-        spark: SparkSession) -> None:
+    spark: SparkSession,
+) -> None:
     threshold = T0 + timedelta(minutes=10)
     recs = [
-        cdr("late-end-equal", "+94770000001", "VOICE", 5, threshold - timedelta(milliseconds=1),
-            "T", 3),
+        cdr(
+            "late-end-equal",
+            "+94770000001",
+            "VOICE",
+            5,
+            threshold - timedelta(milliseconds=1),
+            "T",
+            3,
+        ),
         cdr("late-old", "+94770000001", "SMS", 0, T0, "T", 3),
         cdr("open-window", "+94770000002", "VOICE", 5, threshold, "T", 3),
     ]
     cols = [f.name for f in CDR_SCHEMA.fields]
     df = spark.createDataFrame([tuple(r[c] for c in cols) for r in recs], CDR_SCHEMA)
     df = df.withColumn("source_partition", sf.lit(0)).withColumn(
-        "source_offset", sf.monotonically_increasing_id())
+        "source_offset", sf.monotonically_increasing_id()
+    )
     threshold_ms = int(threshold.timestamp() * 1000)
     rows = {r.call_id: r for r in late_rows(df, threshold_ms, captured_at_ms=42).collect()}
     assert set(rows) == {"late-end-equal", "late-old"}

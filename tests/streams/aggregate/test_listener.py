@@ -15,18 +15,28 @@ def _value(name: str, **labels: str) -> float:
 def test_progress_fields_feed_the_metrics() -> None:
     before_rows = _value("kappa_aggregate_input_rows_total")
     before_dropped = _value("kappa_aggregate_rows_dropped_by_watermark_total")
-    record_progress({
-        "timestamp": "2026-03-01T10:30:00.000Z",
-        "numInputRows": 1200,
-        "inputRowsPerSecond": 40.0,
-        "processedRowsPerSecond": 300.5,
-        "durationMs": {"triggerExecution": 4000},
-        "eventTime": {"watermark": "2026-03-01T10:20:00.000Z"},
-        "stateOperators": [
-            {"operatorName": "stateStoreSave", "numRowsTotal": 17, "numRowsDroppedByWatermark": 3},
-            {"operatorName": "stateStoreSave", "numRowsTotal": 5, "numRowsDroppedByWatermark": 3},
-        ],
-    })
+    record_progress(
+        {
+            "timestamp": "2026-03-01T10:30:00.000Z",
+            "numInputRows": 1200,
+            "inputRowsPerSecond": 40.0,
+            "processedRowsPerSecond": 300.5,
+            "durationMs": {"triggerExecution": 4000},
+            "eventTime": {"watermark": "2026-03-01T10:20:00.000Z"},
+            "stateOperators": [
+                {
+                    "operatorName": "stateStoreSave",
+                    "numRowsTotal": 17,
+                    "numRowsDroppedByWatermark": 3,
+                },
+                {
+                    "operatorName": "stateStoreSave",
+                    "numRowsTotal": 5,
+                    "numRowsDroppedByWatermark": 3,
+                },
+            ],
+        }
+    )
     assert _value("kappa_aggregate_input_rows_total") - before_rows == 1200
     assert _value("kappa_aggregate_processed_rows_per_second") == 300.5
     assert _value("kappa_aggregate_watermark_delay_seconds") == 600.0

@@ -38,10 +38,18 @@ def _random_records(n: int, seed: int) -> list[dict[str, Any]]:
         # Event times cluster on window boundaries: exact, one ms before, one ms after.
         base = T0 + timedelta(minutes=5 * rnd.randrange(6))
         t = base + timedelta(milliseconds=rnd.choice([-1, 0, 1, 150_000]))
-        out.append(cdr(f"r{i}", rnd.choice(["+94770000001", "+94770000002", "+94770000003"]),
-                       call_type, 0 if call_type == "SMS" else rnd.choice([0, 1, 59, 60, 61, 7200]),
-                       t, rnd.choice(["TWR-0001", "TWR-0002"]), rnd.randrange(1, 6),
-                       kb=rnd.randrange(0, 5000) if call_type == "DATA" else 0))
+        out.append(
+            cdr(
+                f"r{i}",
+                rnd.choice(["+94770000001", "+94770000002", "+94770000003"]),
+                call_type,
+                0 if call_type == "SMS" else rnd.choice([0, 1, 59, 60, 61, 7200]),
+                t,
+                rnd.choice(["TWR-0001", "TWR-0002"]),
+                rnd.randrange(1, 6),
+                kb=rnd.randrange(0, 5000) if call_type == "DATA" else 0,
+            )
+        )
     return out
 
 
@@ -59,9 +67,12 @@ def test_billing_and_network_equal_plain_python(spark: SparkSession, seed: int) 
 
 def test_window_boundaries_are_half_open(spark: SparkSession) -> None:
     t = T0 + timedelta(minutes=5)
-    records = [cdr("x", "+94770000001", "VOICE", 61, t - timedelta(milliseconds=1), "T", 3),
-               cdr("y", "+94770000001", "VOICE", 61, t, "T", 3)]
+    records = [
+        cdr("x", "+94770000001", "VOICE", 61, t - timedelta(milliseconds=1), "T", 3),
+        cdr("y", "+94770000001", "VOICE", 61, t, "T", 3),
+    ]
     rows = billing(_frame(spark, records), RATES).orderBy("window_start").collect()
-    assert [(r.window_start.minute, r.window_end.minute, r.calls, r.billable_minutes)
-            for r in rows] == [(0, 5, 1, 2), (5, 10, 1, 2)]
+    assert [
+        (r.window_start.minute, r.window_end.minute, r.calls, r.billable_minutes) for r in rows
+    ] == [(0, 5, 1, 2), (5, 10, 1, 2)]
     assert rows[0].revenue == 4.0
