@@ -30,7 +30,7 @@ _TYPES: tuple[tuple[str, type], ...] = tuple(
 )
 _FRAME_SET = frozenset(FRAME_COLUMNS)
 _INT32_COLUMNS = frozenset({"duration_sec", "signal_strength"})  # "int" in the strict Cdr
-_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+_INT32_RANGE = range(-(2**31), 2**31)
 _REQUIRED = frozenset(rules.REQUIRED_COLUMNS)
 _OBSERVED_MAX = 200
 
@@ -118,7 +118,7 @@ def frame_row(decoded: Decoded) -> tuple[dict[str, Any], list[Failure]]:
         if value is None:
             continue
         if type(value) is kind:
-            if col in _INT32_COLUMNS and not _INT32_MIN <= value <= _INT32_MAX:
+            if col in _INT32_COLUMNS and value not in _INT32_RANGE:
                 failures.append(Failure(rules.SCHEMA.name, col, f"{value} does not fit an int"))
                 rec[col] = None
             continue
@@ -160,42 +160,37 @@ def validate(
     routed = Routed()
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
-    row_src: list[int] = []
-    pre: dict[int, list[Failure]] = {}
-    schema_ids: dict[int, int | None] = {}
-    for i, raw in enumerate(batch):
+    # Per input record: its frame row (-1: undecodable), schema id and failures so far.
+    judged: list[tuple[int, int | None, list[Failure]]] = []
+    for raw in batch:
         got = decode(raw.value)
         if isinstance(got, Undecodable):
-            schema_ids[i] = got.schema_id
-            pre[i] = [Failure(rules.UNDECODABLE.name, None, f"{got.kind}: {got.detail}")]
+            failure = Failure(rules.UNDECODABLE.name, None, f"{got.kind}: {got.detail}")
+            judged.append((-1, got.schema_id, [failure]))
             continue
-        schema_ids[i] = got.schema_id
         row, failures = frame_row(got)
-        if failures:
-            pre[i] = failures
+        judged.append((len(rows), got.schema_id, failures))
         rows.append(row)
-        row_src.append(i)
     t1 = time.perf_counter()
     gx_failed = suite.run(frame_of(rows), judged_at_ms) if rows else {}
     t2 = time.perf_counter()
     routed.decode_seconds = t1 - t0
     routed.gx_seconds = t2 - t1
 
-    by_input: dict[int, int] = {src: r for r, src in enumerate(row_src)}
     dedup_on = suite.config.enabled(rules.DUPLICATE_CALL_ID.name)
     taken: set[tuple[int, str]] = set()
-    for i, raw in enumerate(batch):
-        failures = pre.get(i, [])
-        r = by_input.get(i)
-        if r is None:  # undecodable
-            routed.dead.append(Dead(raw, tuple(failures), None, schema_ids.get(i)))
+    for raw, (r, sid, failures) in zip(batch, judged, strict=True):
+        if r < 0:  # undecodable
+            routed.dead.append(Dead(raw, tuple(failures), None, sid))
             continue
         row = rows[r]
-        missing = {f.column for f in failures if f.rule == rules.SCHEMA.name}
-        for rule, column in gx_failed.get(r, ()):
-            if rule == rules.NOT_NULL.name and column in missing:
-                continue  # already a schema failure
-            failures.append(Failure(rule, column, observed_text(_observed(row, column))))
+        gx = gx_failed.get(r)
+        if gx:
+            missing = {f.column for f in failures if f.rule == rules.SCHEMA.name}
+            for rule, column in gx:
+                if rule == rules.NOT_NULL.name and column in missing:
+                    continue  # already a schema failure
+                failures.append(Failure(rule, column, observed_text(_observed(row, column))))
         call_id = row.get("call_id")
         ts = raw.timestamp_ms
         if (
@@ -204,7 +199,6 @@ def validate(
             and ((raw.partition, call_id) in taken or seen(raw.partition, call_id, ts))
         ):
             failures.append(Failure(rules.DUPLICATE_CALL_ID.name, "call_id", call_id))
-        sid = schema_ids.get(i)
         if failures:
             routed.dead.append(
                 Dead(raw, tuple(failures), call_id if isinstance(call_id, str) else None, sid)
@@ -214,7 +208,8 @@ def validate(
         taken.add((raw.partition, call_id))
         when = ts if ts is not None else row["event_time"]
         routed.accepted.append((raw.partition, call_id, when))
-        cdr = {c: row[c] for c in FRAME_COLUMNS}
+        # A CdrRaw row holds exactly the Cdr's fields: it becomes the Cdr as it is.
+        cdr = row if row.keys() == _FRAME_SET else {c: row[c] for c in FRAME_COLUMNS}
         if cdr["data_volume_kb"] is None:
             cdr["data_volume_kb"] = 0
         routed.valid.append(Valid(raw, cdr, sid if sid is not None else -1))
