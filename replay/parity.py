@@ -265,7 +265,7 @@ def _late(
     folder = join(root, LATE_DIR)
     if fs.exists(folder) and fs.children(folder):
         return spark.read.parquet(folder).select(*cols)
-    from replay.late import read_late_topic  # noqa: PLC0415 - the fallback only
+    from replay.late import read_late_topic
 
     return read_late_topic(spark, s, cols)
 

@@ -77,7 +77,7 @@ def plan_range(
 
 def spark_session(s: Settings, master: str | None = None) -> SparkSession:
     """The process's SparkSession (an already running one is reused)."""
-    from streams.spark import session  # noqa: PLC0415 - Spark only when a replay runs
+    from streams.spark import session
 
     return session(s.aggregate, s.stack, app_name="kappa-replay", master=master or s.replay.master)
 

@@ -4,6 +4,7 @@ comparison with the streaming aggregates."""
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 
 import click
@@ -11,6 +12,8 @@ import click
 from kappa.cli.options import UTC_TIME, env_help
 from kappa.settings import AggregateSettings, ReplaySettings, TopicSettings
 from monitoring import metrics
+
+log = logging.getLogger(__name__)
 
 
 @click.command()
@@ -76,11 +79,14 @@ def replay(  # noqa: PLR0917 - click passes options positionally
     closed yet (its end within the lateness margin of now), and one older than
     the topic's retention.
     """
-    from replay import runner  # noqa: PLC0415 - pyspark loads only when a replay runs
-    from replay.progress import summary_text  # noqa: PLC0415
+    from replay import runner
+    from replay.progress import summary_text
 
     s = runner.Settings.load()
-    metrics.serve(s.replay.metrics_port, s.replay.metrics_host)
+    try:
+        metrics.serve(s.replay.metrics_port, s.replay.metrics_host)
+    except OSError as exc:  # another replay holds the port: run without an endpoint
+        log.warning("metrics endpoint not started port=%s error=%s", s.replay.metrics_port, exc)
     manifest = runner.replay_range(
         s, start, end, output=output, topic=topic, master=master, progress=progress
     )
@@ -143,8 +149,8 @@ def parity(  # noqa: PLR0917 - click passes options positionally
     Every difference is attributed to late records the aggregation captured, or
     listed as unexplained. Exit status 1 when any difference is unexplained.
     """
-    from replay import parity as parity_mod  # noqa: PLC0415 - pyspark loads only when needed
-    from replay import runner  # noqa: PLC0415
+    from replay import parity as parity_mod
+    from replay import runner
 
     s = runner.Settings.load()
     spark = runner.spark_session(s, master)
