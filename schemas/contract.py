@@ -78,15 +78,13 @@ def topic_schemas(topics: TopicSettings) -> dict[str, SchemaName]:
 def register(client: SchemaRegistryClient, subject_name: str, text: str) -> int:
     """Register ``text`` under ``subject_name`` with BACKWARD compatibility; return its id.
 
-    Registering a schema already present returns the existing id.
+    Registering a schema already present returns the existing id. Several
+    processes may register the same subject at once (a producer and a validator
+    starting together): whichever sets the compatibility first wins, the others
+    find it set.
     """
+    _ensure_compatibility(client, subject_name)
     try:
-        try:
-            current = client.get_compatibility(subject_name)
-        except SchemaRegistryError:
-            current = None
-        if current != COMPATIBILITY:
-            client.set_compatibility(subject_name=subject_name, level=COMPATIBILITY)
         return int(client.register_schema(subject_name, Schema(text, "AVRO")))
     except SchemaRegistryError as exc:
         if exc.http_status_code == 409:
@@ -94,6 +92,25 @@ def register(client: SchemaRegistryClient, subject_name: str, text: str) -> int:
             raise IncompatibleSchemaError(msg) from exc
         msg = f"registry error for {subject_name}: {exc.error_message} (HTTP {exc.http_status_code})"
         raise SchemaError(msg) from exc
+
+
+def _ensure_compatibility(client: SchemaRegistryClient, subject_name: str) -> None:
+    for _ in range(3):
+        try:
+            if client.get_compatibility(subject_name) == COMPATIBILITY:
+                return
+        except SchemaRegistryError:
+            pass  # no subject-level setting yet
+        try:
+            client.set_compatibility(subject_name=subject_name, level=COMPATIBILITY)
+            return
+        except SchemaRegistryError as exc:
+            if exc.http_status_code != 409:  # 409: another process set it meanwhile
+                msg = (f"registry error setting {COMPATIBILITY} on {subject_name}: "
+                       f"{exc.error_message} (HTTP {exc.http_status_code})")
+                raise SchemaError(msg) from exc
+    msg = f"could not set {COMPATIBILITY} compatibility on {subject_name}"
+    raise SchemaError(msg)
 
 
 def register_topic_schemas(client: SchemaRegistryClient, topics: TopicSettings) -> dict[str, int]:

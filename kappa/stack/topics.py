@@ -83,11 +83,14 @@ def delete_topics(kafka: KafkaSettings, names: Iterable[str], timeout_s: float =
     wanted = list(names)
     if not wanted:
         return
-    futures = admin_client(kafka).delete_topics(wanted, operation_timeout=timeout_s)
+    admin = admin_client(kafka)  # keep it referenced until every future is resolved
+    futures = admin.delete_topics(wanted, operation_timeout=timeout_s, request_timeout=timeout_s)
     for name, future in futures.items():
         try:
-            future.result()
+            future.result(timeout=timeout_s + 5)
         except KafkaException as exc:
             err: KafkaError = exc.args[0]
             if err.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
                 log.warning("could not delete topic=%s error=%s", name, err.str())
+        except TimeoutError:
+            log.warning("topic deletion not confirmed in time topic=%s", name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import logging
 from datetime import datetime
 from typing import Any
@@ -57,7 +59,7 @@ class MetricsListener(StreamingQueryListener):
 
     def onQueryProgress(self, event: Any) -> None:  # noqa: N802 - Spark's API
         try:
-            record_progress(event.progress.jsonValue())
+            record_progress(json.loads(event.progress.json))
         except Exception:  # a metrics bug must not stop the query
             log.exception("could not record query progress")
 

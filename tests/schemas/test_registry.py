@@ -54,3 +54,19 @@ def test_registry_rejects_an_incompatible_change(stack: StackHandle) -> None:
     with pytest.raises(IncompatibleSchemaError):
         register(client, name, json.dumps(narrowed))
     assert len(client.get_versions(name)) == 2
+
+
+def test_concurrent_registration_of_a_fresh_subject(stack: StackHandle) -> None:
+    """A producer and a validator starting together both register the same subjects."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    name = f"race.{uuid.uuid4().hex[:8]}-value"
+    text = json.dumps(load_schema(SchemaName.CDR_RAW))
+
+    def one(_: int) -> int:
+        return register(clients.registry(stack.registry), name, text)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        ids = set(pool.map(one, range(6)))
+    assert len(ids) == 1
+    assert clients.registry(stack.registry).get_compatibility(name) == "BACKWARD"

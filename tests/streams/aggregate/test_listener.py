@@ -42,3 +42,25 @@ def test_progress_fields_feed_the_metrics() -> None:
     assert _value("kappa_aggregate_watermark_delay_seconds") == 600.0
     assert _value("kappa_aggregate_state_rows", operator="stateStoreSave-0") == 17
     assert _value("kappa_aggregate_rows_dropped_by_watermark_total") - before_dropped == 3
+
+
+def test_the_listener_reads_pyspark_progress_objects() -> None:
+    """Spark hands the listener a pyspark StreamingQueryProgress, not a dict."""
+    import uuid
+
+    from pyspark.sql.streaming.listener import QueryProgressEvent
+
+    from streams.aggregate.listener import MetricsListener
+
+    progress = {
+        "id": str(uuid.uuid4()), "runId": str(uuid.uuid4()), "name": None,
+        "timestamp": "2026-03-01T10:30:00.000Z", "batchId": 3, "batchDuration": 1000,
+        "durationMs": {"triggerExecution": 1000}, "eventTime": {}, "stateOperators": [],
+        "sources": [], "sink": {"description": "memory", "numOutputRows": 0},
+        "numInputRows": 7, "inputRowsPerSecond": 1.0, "processedRowsPerSecond": 7.0,
+        "observedMetrics": {},
+    }
+    event = QueryProgressEvent.fromJson({"progress": progress})
+    before = _value("kappa_aggregate_input_rows_total")
+    MetricsListener().onQueryProgress(event)
+    assert _value("kappa_aggregate_input_rows_total") - before == 7
