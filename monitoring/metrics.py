@@ -7,7 +7,17 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from collections.abc import Iterator
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
+from prometheus_client.metrics_core import Metric
 
 from monitoring.last_window import LastClosedWindow
 
@@ -86,9 +96,7 @@ VALIDATOR_CONSUMER_LAG = Gauge(
     "Records of cdr.raw not yet judged, per partition",
     ["partition"],
 )
-VALIDATOR_DEDUP_KEYS = Gauge(
-    "kappa_validator_dedup_keys", "call_ids held in the dedup state"
-)
+VALIDATOR_DEDUP_KEYS = Gauge("kappa_validator_dedup_keys", "call_ids held in the dedup state")
 
 
 # -- replay -------------------------------------------------------------------------
@@ -141,7 +149,8 @@ AGGREGATE_INPUT_ROWS = Counter(
     "kappa_aggregate_input_rows_total", "Rows read from cdr.valid by the aggregation query"
 )
 AGGREGATE_BATCH_SECONDS = Histogram(
-    "kappa_aggregate_batch_duration_seconds", "Wall time of one micro-batch",
+    "kappa_aggregate_batch_duration_seconds",
+    "Wall time of one micro-batch",
     buckets=(0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120),
 )
 AGGREGATE_WATERMARK_SECONDS = Gauge(
@@ -152,7 +161,8 @@ AGGREGATE_WATERMARK_DELAY_SECONDS = Gauge(
     "Processing time of the last micro-batch minus its event-time watermark",
 )
 AGGREGATE_STATE_ROWS = Gauge(
-    "kappa_aggregate_state_rows", "Open window rows held in the state store, by operator",
+    "kappa_aggregate_state_rows",
+    "Open window rows held in the state store, by operator",
     ["operator"],
 )
 AGGREGATE_DROPPED_BY_WATERMARK = Counter(
@@ -171,8 +181,31 @@ AGGREGATE_WINDOW_ROWS = Counter(
 )
 
 
-def serve(port: int, host: str = "127.0.0.1") -> None:
-    """Serve this process's metrics on ``host:port`` (port 0: don't)."""
+class _OwnMetrics(CollectorRegistry):
+    """The default registry, less other components' metrics.
+
+    Every process imports this module, so every metric is registered everywhere;
+    a process serves only its own (by name prefix) and the process/runtime ones,
+    so that a scrape never shows another stage's zeros as if they were its own.
+    """
+
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__(auto_describe=False)
+        self._prefixes = (*prefixes, "process_", "python_")
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in REGISTRY.collect():
+            if metric.name.startswith(self._prefixes):
+                yield metric
+
+
+def serve(port: int, host: str = "127.0.0.1", *, prefixes: tuple[str, ...] | None = None) -> None:
+    """Serve this process's metrics on ``host:port`` (port 0: don't).
+
+    ``prefixes``: serve only metrics whose names start with one of them (e.g.
+    ``("kappa_validator_",)``); None serves everything registered.
+    """
     if port:
-        start_http_server(port, addr=host)
-        log.info("metrics served port=%s", port)
+        registry = REGISTRY if prefixes is None else _OwnMetrics(prefixes)
+        start_http_server(port, addr=host, registry=registry)
+        log.info("metrics served port=%s prefixes=%s", port, prefixes)

@@ -91,7 +91,11 @@ def aggregate(
         return
     kafka, registry, topics = KafkaSettings(), RegistrySettings(), TopicSettings()
     check_source(kafka, topics)  # a clear message before paying for Spark's start-up
-    metrics.serve(settings.metrics_port, settings.metrics_host)
+    metrics.serve(
+        settings.metrics_port,
+        settings.metrics_host,
+        prefixes=("kappa_aggregate_", "kappa_business_"),
+    )
     spark = session(settings, stack, master=master)
     spark.streams.addListener(MetricsListener())
     stop = threading.Event()

@@ -76,7 +76,7 @@ def produce(rate: float | None, count: int | None, duration: float | None, seed:
     if count is None and duration is None:
         msg = "give --count N or --duration SECONDS"
         raise BadOption(msg)
-    metrics.serve(defaults.metrics_port, defaults.metrics_host)
+    metrics.serve(defaults.metrics_port, defaults.metrics_host, prefixes=("kappa_producer_",))
     req = ProduceRequest(rate=rate, count=count, duration_s=duration, seed=seed,
                          faults=faults, clock=the_clock, topic=topic)
     stats = run_produce(KafkaSettings(), RegistrySettings(), TopicSettings(), req,

@@ -84,7 +84,7 @@ def replay(  # noqa: PLR0917 - click passes options positionally
 
     s = runner.Settings.load()
     try:
-        metrics.serve(s.replay.metrics_port, s.replay.metrics_host)
+        metrics.serve(s.replay.metrics_port, s.replay.metrics_host, prefixes=("kappa_replay_",))
     except OSError as exc:  # another replay holds the port: run without an endpoint
         log.warning("metrics endpoint not started port=%s error=%s", s.replay.metrics_port, exc)
     manifest = runner.replay_range(

@@ -76,7 +76,7 @@ def validate(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    metrics.serve(settings.metrics_port, settings.metrics_host)
+    metrics.serve(settings.metrics_port, settings.metrics_host, prefixes=("kappa_validator_",))
     stats = run(
         KafkaSettings(),
         RegistrySettings(),
