@@ -9,12 +9,16 @@ size, and commit output + offsets per batch in one transaction. "Sustained" is
 measured from the end of the first batch to the end of the last one, so start-up
 (GX import and context, group join, dedup rebuild) is reported apart. The
 validator's time is split into decode, GX suite, transaction (produce + send
-offsets + commit) and the rest (frame building, routing, Avro encoding).
+offsets + commit) and the rest (frame building, routing, Avro encoding). The machine
+is shared, so the baseline runs before and after the validator (the ratio uses their
+mean), and each side's process CPU time per record over the same window is reported
+too: it depends far less on the machine's other load than wall time does.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import uuid
 from typing import Any
@@ -32,20 +36,28 @@ from streams.validate.job import RunStats, run, transactional_producer
 
 
 class _Clock:
+    """Wall and process CPU time (all threads) from the end of the first batch to the end
+    of the last one."""
+
     def __init__(self) -> None:
-        self.first: tuple[float, int] | None = None
-        self.last: tuple[float, int] = (0.0, 0)
+        self.first: tuple[float, float, int] | None = None
+        self.last: tuple[float, float, int] = (0.0, 0.0, 0)
 
     def tick(self, records: int) -> None:
-        now = time.perf_counter()
+        now = (time.perf_counter(), time.process_time(), records)
         if self.first is None:
-            self.first = (now, records)
-        self.last = (now, records)
+            self.first = now
+        self.last = now
 
     def rate(self) -> float:
         if self.first is None or self.last[0] <= self.first[0]:
             return 0.0
-        return (self.last[1] - self.first[1]) / (self.last[0] - self.first[0])
+        return (self.last[2] - self.first[2]) / (self.last[0] - self.first[0])
+
+    def cpu_us_per_record(self) -> float:
+        if self.first is None or self.last[2] <= self.first[2]:
+            return 0.0
+        return (self.last[1] - self.first[1]) / (self.last[2] - self.first[2]) * 1e6
 
 
 def baseline(
@@ -106,6 +118,7 @@ def baseline(
         "seconds": round(time.perf_counter() - started, 2),
         "sustained_records_per_s": round(clock.rate()),
         "transaction_seconds": round(txn_seconds, 2),
+        "cpu_us_per_record": round(clock.cpu_us_per_record(), 1),
     }
 
 
@@ -163,6 +176,8 @@ def _run(
     def on_batch(stats: RunStats) -> None:
         clock.tick(stats.records_in)
 
+    before = baseline(stack.kafka, topics.raw, copy_topic, args.batch_size, settings)
+    print(f"baseline before: {before['sustained_records_per_s']:,}/s")
     stats = run(
         stack.kafka, stack.registry, topics, settings, until_caught_up=True, on_batch=on_batch
     )
@@ -170,8 +185,11 @@ def _run(
     print(f"validator: {stats.records_in:,} records, {clock.rate():,.0f}/s sustained")
 
     base = baseline(stack.kafka, topics.raw, copy_topic, args.batch_size, settings)
-    print(f"baseline: {base['records']:,} records, {base['sustained_records_per_s']:,}/s")
+    print(f"baseline after: {base['sustained_records_per_s']:,}/s")
+    base_rate = (before["sustained_records_per_s"] + base["sustained_records_per_s"]) / 2
+    base_cpu = (before["cpu_us_per_record"] + base["cpu_us_per_record"]) / 2
     n = max(stats.records_in, 1)
+    cpu_us = clock.cpu_us_per_record()
     rest = max(0.0, busy - stats.gx_seconds - stats.txn_seconds - stats.decode_seconds)
     rate = clock.rate()
     return {
@@ -199,11 +217,13 @@ def _run(
                 "transaction": round(stats.txn_seconds / n * 1e6, 1),
                 "other": round(rest / n * 1e6, 1),
             },
+            "cpu_us_per_record": round(cpu_us, 1),
         },
         "baseline_consume_reproduce_in_transactions": base,
-        "ratio_validator_to_baseline": round(rate / base["sustained_records_per_s"], 3)
-        if base["sustained_records_per_s"]
-        else None,
+        "baseline_before_validator": before,
+        "ratio_validator_to_baseline": round(rate / base_rate, 3) if base_rate else None,
+        "cpu_ratio_baseline_to_validator": round(base_cpu / cpu_us, 3) if cpu_us else None,
+        "load_average_1m_after": round(os.getloadavg()[0], 2),
         "target_records_per_s": 50_000,
     }
 
