@@ -102,7 +102,7 @@ def baseline_child(spec: str) -> None:
     """In a fresh process: Spark reads the planned offsets and writes them unaggregated."""
     began = time.perf_counter()
     args = json.loads(spec)
-    from streams.spark import session  # noqa: PLC0415 - start-up is what is measured
+    from streams.spark import session
 
     spark = session(AggregateSettings(), StackSettings(), app_name="bench-replay-baseline")
     kafka = KafkaSettings()
