@@ -20,9 +20,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 @contextlib.contextmanager
 def bench_stack() -> Iterator[StackHandle]:
     """The stack KAPPA_KAFKA_BOOTSTRAP / KAPPA_SCHEMA_REGISTRY_URL name, or a fresh one."""
-    with tempfile.TemporaryDirectory(prefix="kappa-bench-") as tmp, running_stack(
-        Path(tmp), environ=os.environ
-    ) as handle:
+    with (
+        tempfile.TemporaryDirectory(prefix="kappa-bench-") as tmp,
+        running_stack(Path(tmp), environ=os.environ) as handle,
+    ):
         yield handle
 
 
@@ -38,7 +39,9 @@ def machine() -> dict[str, Any]:
 def write_results(name: str, figures: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"benchmark": name, "machine": machine(), **figures}, indent=2) + "\n")
+    path.write_text(
+        json.dumps({"benchmark": name, "machine": machine(), **figures}, indent=2) + "\n"
+    )
     print(json.dumps(figures, indent=2))
     print(f"written to {path}")
     return path

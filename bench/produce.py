@@ -15,7 +15,6 @@ import re
 import secrets
 import subprocess
 import time
-from pathlib import Path
 
 from bench.common import bench_stack, write_results
 from kappa.settings import StackSettings, TopicSettings
@@ -37,8 +36,13 @@ PRODUCER_PROPS = {
 def generator_only(count: int) -> tuple[float, float]:
     raw = WireEncoder(load_schema(SchemaName.CDR_RAW), 1)
     legacy = WireEncoder(load_schema(SchemaName.LEGACY_CDR_EVENT), 2)
-    gen = CdrGenerator(seed=1, clock=WallClock(), encode=raw.encode, encode_legacy=legacy.encode,
-                       fast_header=raw.header)
+    gen = CdrGenerator(
+        seed=1,
+        clock=WallClock(),
+        encode=raw.encode,
+        encode_legacy=legacy.encode,
+        fast_header=raw.header,
+    )
     size = 0
     started = time.perf_counter()
     for _ in range(count):
@@ -52,9 +56,23 @@ def java_producer_performance(bootstrap: str, topic: str, count: int, record_siz
     deps = StackSettings().deps_dir
     jars = (deps if deps.is_absolute() else repo_root() / deps) / "jvm" / "kafka"
     props = [f"bootstrap.servers={bootstrap}", *(f"{k}={v}" for k, v in PRODUCER_PROPS.items())]
-    cmd = ["java", "-Xmx1g", "-cp", f"{jars}/*", "org.apache.kafka.tools.ProducerPerformance",
-           "--topic", topic, "--num-records", str(count), "--record-size", str(record_size),
-           "--throughput", "-1", "--producer-props", *props]
+    cmd = [
+        "java",
+        "-Xmx1g",
+        "-cp",
+        f"{jars}/*",
+        "org.apache.kafka.tools.ProducerPerformance",
+        "--topic",
+        topic,
+        "--num-records",
+        str(count),
+        "--record-size",
+        str(record_size),
+        "--throughput",
+        "-1",
+        "--producer-props",
+        *props,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=900).stdout
     last = [line for line in out.splitlines() if "records sent" in line][-1]
     match = re.search(r"([\d.]+) records/sec", last)
@@ -75,26 +93,39 @@ def main() -> None:
         from kappa.stack.topics import ensure_topics
 
         java_topic = f"bench.java.{suffix}"
-        ensure_topics(stack.kafka, [topics.raw, java_topic], partitions=topics.partitions,
-                      retention_ms=topics.retention_ms)
-        req = ProduceRequest(rate=0, count=args.count, duration_s=None, seed=1,
-                             faults=FaultRates(), clock=WallClock())
+        ensure_topics(
+            stack.kafka,
+            [topics.raw, java_topic],
+            partitions=topics.partitions,
+            retention_ms=topics.retention_ms,
+        )
+        req = ProduceRequest(
+            rate=0,
+            count=args.count,
+            duration_s=None,
+            seed=1,
+            faults=FaultRates(),
+            clock=WallClock(),
+        )
         stats = produce(stack.kafka, stack.registry, topics, req)
         java_rate = java_producer_performance(
             stack.kafka.bootstrap, java_topic, args.count, round(record_bytes)
         )
-    write_results("produce", {
-        "records": args.count,
-        "record_bytes": round(record_bytes, 1),
-        "producer_settings": PRODUCER_PROPS,
-        "kappa_produce_records_per_s": round(stats.rate),
-        "java_producer_performance_records_per_s": round(java_rate),
-        "ratio_kappa_to_java": round(stats.rate / java_rate, 3),
-        "generator_only_records_per_s": round(gen_rate),
-        "ratio_kappa_to_generator_only": round(stats.rate / gen_rate, 3),
-        "note": "ProducerPerformance sends random payloads of the mean key+value size of the "
-                "CDRs; kappa produce sends real Avro CDRs keyed by call_id.",
-    })
+    write_results(
+        "produce",
+        {
+            "records": args.count,
+            "record_bytes": round(record_bytes, 1),
+            "producer_settings": PRODUCER_PROPS,
+            "kappa_produce_records_per_s": round(stats.rate),
+            "java_producer_performance_records_per_s": round(java_rate),
+            "ratio_kappa_to_java": round(stats.rate / java_rate, 3),
+            "generator_only_records_per_s": round(gen_rate),
+            "ratio_kappa_to_generator_only": round(stats.rate / gen_rate, 3),
+            "note": "ProducerPerformance sends random payloads of the mean key+value size of the "
+            "CDRs; kappa produce sends real Avro CDRs keyed by call_id.",
+        },
+    )
 
 
 if __name__ == "__main__":

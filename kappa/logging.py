@@ -17,5 +17,13 @@ def configure_logging(level: str = "INFO") -> None:
         handler._kappa = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("py4j", "urllib3", "httpx", "httpcore", "great_expectations", "airflow", "alembic"):
+    for noisy in (
+        "py4j",
+        "urllib3",
+        "httpx",
+        "httpcore",
+        "great_expectations",
+        "airflow",
+        "alembic",
+    ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -119,15 +119,21 @@ class StackSettings(BaseSettings):
     kafka_port: int = Field(9092, ge=1, le=65535, description="local broker port")
     controller_port: int = Field(9093, ge=1, le=65535, description="local KRaft controller port")
     registry_port: int = Field(8085, ge=1, le=65535, description="local Schema Registry port")
-    hdfs_namenode_port: int = Field(9000, ge=1, le=65535, description="local HDFS NameNode RPC port")
+    hdfs_namenode_port: int = Field(
+        9000, ge=1, le=65535, description="local HDFS NameNode RPC port"
+    )
     hdfs_http_port: int = Field(9870, ge=1, le=65535, description="local HDFS NameNode web port")
     prometheus_port: int = Field(9090, ge=1, le=65535, description="local Prometheus port")
-    java_home: Path | None = Field(None, description="JDK for the local stack (default: java on PATH)")
+    java_home: Path | None = Field(
+        None, description="JDK for the local stack (default: java on PATH)"
+    )
     registry_java_home: Path | None = Field(
         None,
         description="JDK 21+ for the Schema Registry (default: the first 21+ JDK found)",
     )
-    start_timeout_s: float = Field(120.0, gt=0, description="seconds to wait for a service to answer")
+    start_timeout_s: float = Field(
+        120.0, gt=0, description="seconds to wait for a service to answer"
+    )
     kafka_heap: str = Field("512m", description="broker heap (-Xmx)")
     registry_heap: str = Field("384m", description="registry heap (-Xmx)")
     hdfs_heap: str = Field("256m", description="heap of each HDFS daemon (-Xmx)")
@@ -155,8 +161,10 @@ class ReplaySettings(BaseSettings):
         "(default: <state_dir>/replay)",
     )
     lateness_margin_s: int = Field(
-        900, ge=0, description="seconds a record may lag event time and still be replayed "
-        "(keep above the aggregation's 10-min watermark)"
+        900,
+        ge=0,
+        description="seconds a record may lag event time and still be replayed "
+        "(keep above the aggregation's 10-min watermark)",
     )
     progress: bool = Field(True, description="print stage progress while a replay runs")
     master: str | None = Field(
@@ -180,24 +188,30 @@ class ValidatorSettings(BaseSettings):
     group_id: str = Field("kappa-validator", description="consumer group of the validator")
     transactional_id: str = Field(
         "kappa-validator-0",
-        description="transactional.id of this instance; stable across restarts, unique per instance",
+        description="transactional.id of this instance; stable across restarts, unique",
     )
     batch_size: int = Field(
         50_000, ge=1, description="records per micro-batch (at most; GX has a fixed cost per batch)"
     )
-    batch_seconds: float = Field(0.5, gt=0, description="seconds a micro-batch waits to fill (at most)")
+    batch_seconds: float = Field(
+        0.5, gt=0, description="seconds a micro-batch waits to fill (at most)"
+    )
     dedup_horizon_s: float = Field(
         24 * 3600.0, gt=0, description="seconds (of event time) a call_id is remembered for dedup"
     )
     future_tolerance_s: float = Field(
         900.0, ge=0, description="how far event_time may be ahead of the judging time, in seconds"
     )
-    suite_version: str = Field("1", description="version of the expectation suite, carried by dead letters")
+    suite_version: str = Field(
+        "1", description="version of the expectation suite, carried by dead letters"
+    )
     disabled_rules: tuple[str, ...] = Field(
         (), description="rules switched off in this suite version (JSON list of rule names)"
     )
     session_timeout_ms: int = Field(10_000, ge=1000, description="consumer session.timeout.ms")
-    transaction_timeout_ms: int = Field(60_000, ge=1000, description="producer transaction.timeout.ms")
+    transaction_timeout_ms: int = Field(
+        60_000, ge=1000, description="producer transaction.timeout.ms"
+    )
     metrics_port: int = Field(9102, ge=0, le=65535, description="Prometheus port (0: off)")
     metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds")
     quality_dir: Path = Field(
@@ -224,8 +238,10 @@ class AirflowSettings(BaseSettings):
         None, description="first data interval of the DAG (default: pinned at first `up`)"
     )
     lateness_margin_s: float | None = Field(
-        None, ge=0, description="seconds after an interval's end before it is closed "
-        "(default: the replay's lateness margin)"
+        None,
+        ge=0,
+        description="seconds after an interval's end before it is closed "
+        "(default: the replay's lateness margin)",
     )
     poke_interval_s: float = Field(60.0, gt=0, description="seconds between wait_closed pokes")
     wait_timeout_s: float = Field(
@@ -250,8 +266,9 @@ class AggregateSettings(BaseSettings):
 
     master: str = Field("local[2]", description="Spark master (local[N] or a cluster URL)")
     output: str | None = Field(
-        None, description="root of the Parquet outputs, a local path or an hdfs:// URL "
-        "(default: <state_dir>/aggregate)"
+        None,
+        description="root of the Parquet outputs, a local path or an hdfs:// URL "
+        "(default: <state_dir>/aggregate)",
     )
     checkpoint_dir: Path | None = Field(
         None, description="streaming checkpoints (default: <state_dir>/checkpoints/aggregate)"

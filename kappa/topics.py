@@ -24,8 +24,9 @@ class TopicCount:
     records: int | None  # committed records, when counted exactly
 
 
-def count(kafka: KafkaSettings, topics: list[str], *, exact: bool = False,
-          timeout_s: float = 30.0) -> list[TopicCount]:
+def count(
+    kafka: KafkaSettings, topics: list[str], *, exact: bool = False, timeout_s: float = 30.0
+) -> list[TopicCount]:
     admin: AdminClient = clients.admin(kafka)
     md = admin.list_topics(timeout=timeout_s)
     consumer = clients.consumer(kafka, group_id="kappa-topics", **{"enable.partition.eof": True})
@@ -40,7 +41,9 @@ def count(kafka: KafkaSettings, topics: list[str], *, exact: bool = False,
             ends: dict[int, int] = {}
             starts: dict[int, int] = {}
             for p in parts:
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, p), timeout=timeout_s
+                )
                 span += high - low
                 starts[p], ends[p] = low, high
             records = _read_count(consumer, topic, starts, ends, timeout_s) if exact else None
@@ -50,8 +53,9 @@ def count(kafka: KafkaSettings, topics: list[str], *, exact: bool = False,
     return out
 
 
-def _read_count(consumer: object, topic: str, starts: dict[int, int], ends: dict[int, int],
-                timeout_s: float) -> int:
+def _read_count(
+    consumer: object, topic: str, starts: dict[int, int], ends: dict[int, int], timeout_s: float
+) -> int:
     from confluent_kafka import Consumer
 
     assert isinstance(consumer, Consumer)

@@ -6,7 +6,6 @@ Each long-running process serves them with ``serve(port)``.
 from __future__ import annotations
 
 import logging
-
 from collections.abc import Iterator
 
 from prometheus_client import (

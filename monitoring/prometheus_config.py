@@ -96,7 +96,7 @@ def compose_targets() -> dict[str, list[str]]:
 
 def ports_from_settings() -> dict[str, int]:
     """The metric ports the settings (``KAPPA_*_METRICS_PORT``) give; 0 leaves a job out."""
-    from kappa import settings as s  # noqa: PLC0415 -- read at the entry point only
+    from kappa import settings as s
 
     return {
         PRODUCER: s.ProducerSettings().metrics_port,

@@ -21,7 +21,7 @@ class Clock(Protocol):
 
 
 class WallClock:
-    def event_time_ms(self, index: int) -> int:  # noqa: ARG002 - the protocol's signature
+    def event_time_ms(self, index: int) -> int:
         return time.time_ns() // 1_000_000
 
 

@@ -7,5 +7,5 @@ class ProducerError(KappaError):
     """Records could not be produced."""
 
 
-class BadOption(ProducerError):
+class BadOptionError(ProducerError):
     """An option of ``kappa produce`` is out of range or inconsistent."""

@@ -75,8 +75,11 @@ class FaultRates:
     late: float = 0.0
 
     def check(self) -> None:
-        for name, value in (("--bad-rate", self.bad), ("--duplicate-rate", self.duplicate),
-                            ("--late-rate", self.late)):
+        for name, value in (
+            ("--bad-rate", self.bad),
+            ("--duplicate-rate", self.duplicate),
+            ("--late-rate", self.late),
+        ):
             if not 0.0 <= value <= 1.0:
                 msg = f"{name} must be within 0..1, got {value}"
                 raise ValueError(msg)
@@ -199,12 +202,21 @@ class CdrGenerator:
         if header is None:
             return self._out(self._as_dict(v), kind, v[5])
         call_id = v[0]
-        body = b"".join((
-            header, b"\x02\x48", call_id.encode(),
-            self._enc_subs[v[1]], self._enc_subs[v[2]], _ENC_TYPE[v[3]],
-            _nullable_long(v[4]), b"\x02" + _varint(v[5]), self._enc_towers[v[6]],
-            _ENC_SIGNAL[v[7]], _nullable_long(v[8]),
-        ))
+        body = b"".join(
+            (
+                header,
+                b"\x02\x48",
+                call_id.encode(),
+                self._enc_subs[v[1]],
+                self._enc_subs[v[2]],
+                _ENC_TYPE[v[3]],
+                _nullable_long(v[4]),
+                b"\x02" + _varint(v[5]),
+                self._enc_towers[v[6]],
+                _ENC_SIGNAL[v[7]],
+                _nullable_long(v[8]),
+            )
+        )
         return Generated(call_id.encode(), body, kind, v[3], v[5], v[5])
 
     def _out(self, record: dict[str, Any], kind: str, now_ms: int) -> Generated:
@@ -236,11 +248,26 @@ class CdrGenerator:
                 "signal_strength": record["signal_strength"],
             }
             ts = record["event_time"]
-            return Generated(record["call_id"].encode(), self._encode_legacy(legacy), kind,
-                             record["call_type"], ts, ts)
+            return Generated(
+                record["call_id"].encode(),
+                self._encode_legacy(legacy),
+                kind,
+                record["call_type"],
+                ts,
+                ts,
+            )
         if kind == rules.NOT_NULL.name:
-            column = rng.choice(("caller_num", "callee_num", "call_type", "duration_sec",
-                                 "tower_id", "signal_strength", "event_time"))
+            column = rng.choice(
+                (
+                    "caller_num",
+                    "callee_num",
+                    "call_type",
+                    "duration_sec",
+                    "tower_id",
+                    "signal_strength",
+                    "event_time",
+                )
+            )
             record[column] = None
         elif kind == rules.PHONE_FORMAT.name:
             column = rng.choice(("caller_num", "callee_num"))

@@ -62,8 +62,12 @@ def build_generator(
     encoder = WireEncoder(load_schema(SchemaName.CDR_RAW), raw_id)
     legacy = WireEncoder(load_schema(SchemaName.LEGACY_CDR_EVENT), legacy_id)
     return CdrGenerator(
-        seed=req.seed, clock=req.clock, encode=encoder.encode,
-        encode_legacy=legacy.encode, faults=req.faults, fast_header=encoder.header,
+        seed=req.seed,
+        clock=req.clock,
+        encode=encoder.encode,
+        encode_legacy=legacy.encode,
+        faults=req.faults,
+        fast_header=encoder.header,
     )
 
 

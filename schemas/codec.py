@@ -107,9 +107,9 @@ def _primitive(t: Any, unique: bool) -> FieldEncoder | None:
     if t == "boolean":
         return _boolean
     if t == "double":
-        return lambda v: _DOUBLE.pack(v)
+        return _DOUBLE.pack
     if t == "float":
-        return lambda v: _FLOAT.pack(v)
+        return _FLOAT.pack
     if t == "bytes":
         return _bytes
     if t == "null":

@@ -90,7 +90,9 @@ def register(client: SchemaRegistryClient, subject_name: str, text: str) -> int:
         if exc.http_status_code == 409:
             msg = f"registry refused an incompatible schema for {subject_name}: {exc.error_message}"
             raise IncompatibleSchemaError(msg) from exc
-        msg = f"registry error for {subject_name}: {exc.error_message} (HTTP {exc.http_status_code})"
+        msg = (
+            f"registry error for {subject_name}: {exc.error_message} (HTTP {exc.http_status_code})"
+        )
         raise SchemaError(msg) from exc
 
 
@@ -106,8 +108,10 @@ def _ensure_compatibility(client: SchemaRegistryClient, subject_name: str) -> No
             return
         except SchemaRegistryError as exc:
             if exc.http_status_code != 409:  # 409: another process set it meanwhile
-                msg = (f"registry error setting {COMPATIBILITY} on {subject_name}: "
-                       f"{exc.error_message} (HTTP {exc.http_status_code})")
+                msg = (
+                    f"registry error setting {COMPATIBILITY} on {subject_name}: "
+                    f"{exc.error_message} (HTTP {exc.http_status_code})"
+                )
                 raise SchemaError(msg) from exc
     msg = f"could not set {COMPATIBILITY} compatibility on {subject_name}"
     raise SchemaError(msg)

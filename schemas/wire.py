@@ -105,17 +105,21 @@ class WireDecoder:
             return Undecodable("wrong_magic_byte", f"magic byte {magic}, expected {MAGIC_BYTE}")
         writer = self.writer_schema(schema_id)
         if writer is None:
-            return Undecodable("unknown_schema_id", f"schema id {schema_id} is not registered", schema_id)
+            return Undecodable(
+                "unknown_schema_id", f"schema id {schema_id} is not registered", schema_id
+            )
         schema, fields = writer
         buf = io.BytesIO(value)
         buf.seek(_HEADER.size)
         try:
             record = schemaless_reader(buf, schema, None)
-        except Exception as exc:  # noqa: BLE001 - any decoder failure is data, not a crash
+        except Exception as exc:
             return Undecodable("malformed_avro", f"{type(exc).__name__}: {exc}", schema_id)
         if buf.tell() != len(value):
             return Undecodable(
-                "malformed_avro", f"{len(value) - buf.tell()} trailing bytes after the record", schema_id
+                "malformed_avro",
+                f"{len(value) - buf.tell()} trailing bytes after the record",
+                schema_id,
             )
         if not isinstance(record, dict):
             return Undecodable("malformed_avro", "not a record", schema_id)

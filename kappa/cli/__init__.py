@@ -23,9 +23,14 @@ EPILOG = (
 
 
 @click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--log-level", default="INFO", show_default=True, envvar="KAPPA_LOG_LEVEL",
-              show_envvar=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
-                                                  case_sensitive=False))
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    envvar="KAPPA_LOG_LEVEL",
+    show_envvar=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
 @click.version_option(package_name="telecom-kappa")
 def cli(log_level: str) -> None:
     """telecom-kappa: a streaming-first Kappa pipeline for call detail records."""

@@ -21,8 +21,9 @@ class UtcTime(click.ParamType):
 
     name = "TIME"
 
-    def convert(self, value: object, param: click.Parameter | None,
-                ctx: click.Context | None) -> datetime:
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
         if isinstance(value, datetime):
             return value if value.tzinfo else value.replace(tzinfo=UTC)
         text = str(value).strip()

@@ -12,8 +12,11 @@ from kappa import settings as s
 
 
 def settings_classes() -> list[type[BaseSettings]]:
-    return [c for c in vars(s).values()
-            if isinstance(c, type) and issubclass(c, BaseSettings) and c is not BaseSettings]
+    return [
+        c
+        for c in vars(s).values()
+        if isinstance(c, type) and issubclass(c, BaseSettings) and c is not BaseSettings
+    ]
 
 
 @click.command()

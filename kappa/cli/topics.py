@@ -20,8 +20,16 @@ def topics(exact: bool, as_json: bool, names: tuple[str, ...]) -> None:
     rows = count(KafkaSettings(), wanted, exact=exact)
     if as_json:
         for r in rows:
-            click.echo(json.dumps({"topic": r.topic, "partitions": r.partitions,
-                                   "offsets": r.offsets, "records": r.records}))
+            click.echo(
+                json.dumps(
+                    {
+                        "topic": r.topic,
+                        "partitions": r.partitions,
+                        "offsets": r.offsets,
+                        "records": r.records,
+                    }
+                )
+            )
         return
     click.echo(f"{'TOPIC':<18} {'PARTITIONS':>10} {'OFFSETS':>10} {'RECORDS':>10}")
     for r in rows:

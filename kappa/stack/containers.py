@@ -102,7 +102,7 @@ def stack_kind(environ: Mapping[str, str]) -> StackKind:
 def docker_unavailable_reason() -> str | None:
     """None when a Docker engine answers a ping; else why not, in one line."""
     try:
-        import docker  # noqa: PLC0415 -- only when containers are asked for
+        import docker
     except ImportError:
         return "the docker Python package is not installed"
     try:
@@ -178,7 +178,7 @@ def running_test_stack(
 
 
 def _container(image: str) -> Any:
-    from testcontainers.core.container import DockerContainer  # noqa: PLC0415
+    from testcontainers.core.container import DockerContainer
 
     return DockerContainer(image)
 
@@ -257,7 +257,7 @@ def _cluster_id() -> str:
 
 
 def _kafka_answers(settings: KafkaSettings) -> bool:
-    from confluent_kafka.admin import AdminClient  # noqa: PLC0415
+    from confluent_kafka.admin import AdminClient
 
     try:
         AdminClient(settings.client_config()).list_topics(timeout=2)

@@ -18,8 +18,9 @@ from schemas.rules import RULE_NAMES
 START = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
 
 
-def make(seed: int = 7, rate: float = 10.0, speed: float = 1.0, fast: bool = True,
-         **faults: float) -> CdrGenerator:
+def make(
+    seed: int = 7, rate: float = 10.0, speed: float = 1.0, fast: bool = True, **faults: float
+) -> CdrGenerator:
     raw = WireEncoder(load_schema(SchemaName.CDR_RAW), 1)
     legacy = WireEncoder(load_schema(SchemaName.LEGACY_CDR_EVENT), 2)
     return CdrGenerator(
@@ -34,7 +35,9 @@ def make(seed: int = 7, rate: float = 10.0, speed: float = 1.0, fast: bool = Tru
 
 def test_fast_path_writes_what_the_encoder_writes() -> None:
     fast = [make(seed=3, bad=0.1, duplicate=0.05, late=0.05).next() for _ in range(3000)]
-    slow = [make(seed=3, fast=False, bad=0.1, duplicate=0.05, late=0.05).next() for _ in range(3000)]
+    slow = [
+        make(seed=3, fast=False, bad=0.1, duplicate=0.05, late=0.05).next() for _ in range(3000)
+    ]
     assert fast == slow
 
 
@@ -47,8 +50,9 @@ def test_same_seed_same_records() -> None:
 
 
 def test_valid_records_are_realistic() -> None:
-    from fastavro import schemaless_reader
     import io
+
+    from fastavro import schemaless_reader
 
     gen = make()
     schema = parsed_schema(SchemaName.CDR_RAW)
@@ -56,7 +60,8 @@ def test_valid_records_are_realistic() -> None:
     for _ in range(3000):
         g = gen.next()
         assert g.kind == "valid"
-        assert g.value[0] == 0 and int.from_bytes(g.value[1:5], "big") == 1
+        assert g.value[0] == 0
+        assert int.from_bytes(g.value[1:5], "big") == 1
         rec = schemaless_reader(io.BytesIO(g.value[5:]), schema, None)
         assert re.fullmatch(r"\+947\d{8}", rec["caller_num"])
         assert re.fullmatch(r"\+947\d{8}", rec["callee_num"])
@@ -121,6 +126,7 @@ def test_each_injected_fault_really_breaks_its_rule() -> None:
     from fastavro import schemaless_reader
 
     gen = make(seed=9, bad=1.0)
+    phone = re.compile(r"\+947\d{8}\Z")
     schema = parsed_schema(SchemaName.CDR_RAW)
     seen = Counter()
     for _ in range(3000):
@@ -128,20 +134,22 @@ def test_each_injected_fault_really_breaks_its_rule() -> None:
         if g.kind.startswith("undecodable") or g.kind == "schema":
             continue
         rec = schemaless_reader(io.BytesIO(g.value[5:]), schema, None)
-        phone = re.compile(r"\+947\d{8}\Z")
         checks = {
             "not_null": lambda r: any(r[c] is None for c in r if c != "data_volume_kb"),
-            "phone_format": lambda r: not (phone.match(r["caller_num"])
-                                           and phone.match(r["callee_num"])),
+            "phone_format": lambda r: (
+                not (phone.match(r["caller_num"]) and phone.match(r["callee_num"]))
+            ),
             "call_type_domain": lambda r: r["call_type"] not in ("VOICE", "SMS", "DATA"),
             "duration_range": lambda r: not 0 <= r["duration_sec"] <= 7200,
             "signal_range": lambda r: not 1 <= r["signal_strength"] <= 5,
-            "event_time_future": lambda r: r["event_time"].timestamp() * 1000
-            > g.timestamp_ms + 3600_000,
+            "event_time_future": lambda r, ts=g.timestamp_ms: (
+                r["event_time"].timestamp() * 1000 > ts + 3600_000
+            ),
             "sms_duration": lambda r: r["call_type"] == "SMS" and r["duration_sec"] != 0,
             "self_call": lambda r: r["caller_num"] == r["callee_num"],
-            "data_volume": lambda r: (r["data_volume_kb"] < 0) if r["call_type"] == "DATA"
-            else r["data_volume_kb"] != 0,
+            "data_volume": lambda r: (
+                (r["data_volume_kb"] < 0) if r["call_type"] == "DATA" else r["data_volume_kb"] != 0
+            ),
         }
         broken = checks[g.kind](rec)
         assert broken, (g.kind, rec)

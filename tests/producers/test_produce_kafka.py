@@ -43,9 +43,14 @@ def test_every_record_decodes_with_the_registry_deserializer(
 ) -> None:
     raw = topic(partitions=3)
     topics = TopicSettings(raw=raw)
-    req = ProduceRequest(rate=0, count=3000, duration_s=None, seed=11,
-                         faults=FaultRates(late=0.05, duplicate=0.02),
-                         clock=SimulatedClock(start=START, speed=60, rate=100))
+    req = ProduceRequest(
+        rate=0,
+        count=3000,
+        duration_s=None,
+        seed=11,
+        faults=FaultRates(late=0.05, duplicate=0.02),
+        clock=SimulatedClock(start=START, speed=60, rate=100),
+    )
     stats = produce(stack.kafka, stack.registry, topics, req)
     assert stats.delivered == 3000
     assert stats.errors == 0
@@ -68,9 +73,14 @@ def test_every_record_decodes_with_the_registry_deserializer(
 
 def test_faulty_records_reach_the_topic_too(stack: StackHandle, topic: TopicFactory) -> None:
     raw = topic(partitions=1)
-    req = ProduceRequest(rate=0, count=2000, duration_s=None, seed=5,
-                         faults=FaultRates(bad=0.5),
-                         clock=SimulatedClock(start=START, speed=60, rate=100))
+    req = ProduceRequest(
+        rate=0,
+        count=2000,
+        duration_s=None,
+        seed=5,
+        faults=FaultRates(bad=0.5),
+        clock=SimulatedClock(start=START, speed=60, rate=100),
+    )
     stats = produce(stack.kafka, stack.registry, TopicSettings(raw=raw), req)
     assert stats.delivered == 2000
     kinds = Counter(k.split(":")[0] for k in stats.by_kind)
@@ -80,13 +90,31 @@ def test_faulty_records_reach_the_topic_too(stack: StackHandle, topic: TopicFact
 
 def test_cli_rate_and_summary(stack: StackHandle, topic: TopicFactory) -> None:
     raw = topic(partitions=1)
-    env = {"KAPPA_KAFKA_BOOTSTRAP": stack.kafka.bootstrap,
-           "KAPPA_SCHEMA_REGISTRY_URL": stack.registry.url,
-           "KAPPA_PRODUCER_METRICS_PORT": "0", "PATH": "/usr/bin:/bin"}
+    env = {
+        "KAPPA_KAFKA_BOOTSTRAP": stack.kafka.bootstrap,
+        "KAPPA_SCHEMA_REGISTRY_URL": stack.registry.url,
+        "KAPPA_PRODUCER_METRICS_PORT": "0",
+        "PATH": "/usr/bin:/bin",
+    }
     out = subprocess.run(
-        [sys.executable, "-m", "kappa", "produce", "--topic", raw, "--duration", "2",
-         "--seed", "3", "--json"],
-        capture_output=True, text=True, env=env, timeout=120, check=True,
+        [
+            sys.executable,
+            "-m",
+            "kappa",
+            "produce",
+            "--topic",
+            raw,
+            "--duration",
+            "2",
+            "--seed",
+            "3",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=True,
     )
     import json
 
@@ -107,9 +135,14 @@ def test_cli_rate_and_summary(stack: StackHandle, topic: TopicFactory) -> None:
     ],
 )
 def test_bad_flags_get_a_message_not_a_traceback(args: list[str], message: str) -> None:
-    out = subprocess.run([sys.executable, "-m", "kappa", "produce", *args],
-                         capture_output=True, text=True, timeout=60,
-                         env={"KAPPA_PRODUCER_METRICS_PORT": "0", "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-m", "kappa", "produce", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={"KAPPA_PRODUCER_METRICS_PORT": "0", "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode != 0
     assert message in out.stderr
     assert "Traceback" not in out.stderr

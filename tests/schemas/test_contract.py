@@ -32,12 +32,19 @@ def test_raw_is_permissive_and_strict_is_strict() -> None:
 def test_wire_encoder_frames_and_round_trips() -> None:
     enc = WireEncoder(parsed_schema(SchemaName.CDR), 1234)
     rec = {
-        "call_id": "c1", "caller_num": "+94712345678", "callee_num": "+94787654321",
-        "call_type": "SMS", "duration_sec": 0, "event_time": datetime(2026, 1, 1, tzinfo=UTC),
-        "tower_id": "TOWER_001", "signal_strength": 3, "data_volume_kb": 0,
+        "call_id": "c1",
+        "caller_num": "+94712345678",
+        "callee_num": "+94787654321",
+        "call_type": "SMS",
+        "duration_sec": 0,
+        "event_time": datetime(2026, 1, 1, tzinfo=UTC),
+        "tower_id": "TOWER_001",
+        "signal_strength": 3,
+        "data_volume_kb": 0,
     }
     data = enc.encode(rec)
-    assert data[0] == 0 and int.from_bytes(data[1:5], "big") == 1234
+    assert data[0] == 0
+    assert int.from_bytes(data[1:5], "big") == 1234
     back = schemaless_reader(io.BytesIO(data[5:]), parsed_schema(SchemaName.CDR), None)
     assert back == rec
     assert enc.encode(rec) == data  # the reused buffer leaves nothing behind
@@ -45,6 +52,15 @@ def test_wire_encoder_frames_and_round_trips() -> None:
 
 def test_dead_letter_has_what_a_redrive_needs() -> None:
     fields = {f["name"] for f in load_schema(SchemaName.DEAD_LETTER)["fields"]}
-    assert {"original_key", "original_value", "failures", "suite_version", "schema_id",
-            "source_topic", "source_partition", "source_offset", "judged_at"} <= fields
+    assert {
+        "original_key",
+        "original_value",
+        "failures",
+        "suite_version",
+        "schema_id",
+        "source_topic",
+        "source_partition",
+        "source_offset",
+        "judged_at",
+    } <= fields
     json.dumps(load_schema(SchemaName.DEAD_LETTER))

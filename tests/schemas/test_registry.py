@@ -19,9 +19,14 @@ pytestmark = pytest.mark.integration
 
 def test_topic_schemas_register_with_backward_compatibility(stack: StackHandle) -> None:
     suffix = uuid.uuid4().hex[:8]
-    topics = TopicSettings(raw=f"raw.{suffix}", valid=f"valid.{suffix}", dlq=f"dlq.{suffix}",
-                           billing=f"billing.{suffix}", network=f"network.{suffix}",
-                           late=f"late.{suffix}")
+    topics = TopicSettings(
+        raw=f"raw.{suffix}",
+        valid=f"valid.{suffix}",
+        dlq=f"dlq.{suffix}",
+        billing=f"billing.{suffix}",
+        network=f"network.{suffix}",
+        late=f"late.{suffix}",
+    )
     client = clients.registry(stack.registry)
     ids = register_topic_schemas(client, topics)
     assert set(ids) == set(topics.all())

@@ -53,11 +53,20 @@ def test_the_listener_reads_pyspark_progress_objects() -> None:
     from streams.aggregate.listener import MetricsListener
 
     progress = {
-        "id": str(uuid.uuid4()), "runId": str(uuid.uuid4()), "name": None,
-        "timestamp": "2026-03-01T10:30:00.000Z", "batchId": 3, "batchDuration": 1000,
-        "durationMs": {"triggerExecution": 1000}, "eventTime": {}, "stateOperators": [],
-        "sources": [], "sink": {"description": "memory", "numOutputRows": 0},
-        "numInputRows": 7, "inputRowsPerSecond": 1.0, "processedRowsPerSecond": 7.0,
+        "id": str(uuid.uuid4()),
+        "runId": str(uuid.uuid4()),
+        "name": None,
+        "timestamp": "2026-03-01T10:30:00.000Z",
+        "batchId": 3,
+        "batchDuration": 1000,
+        "durationMs": {"triggerExecution": 1000},
+        "eventTime": {},
+        "stateOperators": [],
+        "sources": [],
+        "sink": {"description": "memory", "numOutputRows": 0},
+        "numInputRows": 7,
+        "inputRowsPerSecond": 1.0,
+        "processedRowsPerSecond": 7.0,
         "observedMetrics": {},
     }
     event = QueryProgressEvent.fromJson({"progress": progress})
