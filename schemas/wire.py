@@ -47,10 +47,11 @@ class WireEncoder:
     def __init__(
         self, schema: dict[str, Any], schema_id: int, unique_fields: frozenset[str] = frozenset()
     ) -> None:
-        if not isinstance(schema, dict):
-            msg = "WireEncoder takes the schema as a dict (load_schema), not a parsed schema"
+        parsed = parse_schema(schema)
+        if not isinstance(parsed, dict):
+            msg = "WireEncoder takes a record schema as a dict (load_schema)"
             raise TypeError(msg)
-        self._body = compile_encoder(parse_schema(schema), unique_fields or _ID_FIELDS)
+        self._body = compile_encoder(parsed, unique_fields or _ID_FIELDS)
         self.schema_id = schema_id
         self._header = _HEADER.pack(MAGIC_BYTE, schema_id)
 

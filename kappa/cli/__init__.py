@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 
 from kappa.exceptions import KappaError
 from kappa.logging import configure_logging
@@ -101,7 +102,7 @@ def _describe(exc: ValidationError) -> str:
     from kappa import settings as s
 
     for cls in vars(s).values():
-        if isinstance(cls, type) and cls.__name__ == title:
+        if isinstance(cls, type) and issubclass(cls, BaseSettings) and cls.__name__ == title:
             prefix = str(cls.model_config.get("env_prefix", ""))
     for err in exc.errors():
         field = ".".join(str(x) for x in err["loc"])

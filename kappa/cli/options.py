@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 from pydantic_settings import BaseSettings
@@ -16,7 +17,7 @@ def env_help(text: str, cls: type[BaseSettings], field: str) -> str:
     return f"{text} [env: {env_name(cls, field)}]"
 
 
-class UtcTime(click.ParamType):
+class UtcTime(click.ParamType[datetime, Any]):
     """An ISO-8601 instant; a time without an offset is taken as UTC."""
 
     name = "TIME"
