@@ -28,7 +28,8 @@ TOWER_COUNT = 50
 SUBSCRIBER_COUNT = 5000
 CALL_TYPE_WEIGHTS = (("VOICE", 0.60), ("SMS", 0.25), ("DATA", 0.15))
 SIGNAL_WEIGHTS = (0.05, 0.10, 0.25, 0.35, 0.25)  # bars 1..5
-LATE_MIN_MS, LATE_MAX_MS = 11 * 60_000, 40 * 60_000
+# Behind the clock by more than watermark (10 min) + window (5 min): the window has closed.
+LATE_MIN_MS, LATE_MAX_MS = 16 * 60_000, 45 * 60_000
 FUTURE_MS = 24 * 3600_000
 UNKNOWN_SCHEMA_ID = 0x7FFF_FFF0
 

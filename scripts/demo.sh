@@ -36,8 +36,8 @@ trap 'kill $VALIDATOR $AGGREGATOR 2>/dev/null || true' EXIT
 echo "  kappa validate (GX checks, dead letters, exactly once): pid $VALIDATOR"
 echo "  kappa aggregate (Spark Structured Streaming, 5 s trigger for the demo): pid $AGGREGATOR"
 
-step "3. producing a minute of CDRs at 10/s, 2% faults, 1% late (event time from $START, 60x)"
-$KAPPA produce --duration 60 --rate 10 --bad-rate 0.02 --late-rate 0.01 \
+step "3. producing a minute of CDRs at 10/s, 2% faults, 3% late (event time from $START, 60x)"
+$KAPPA produce --duration 60 --rate 10 --bad-rate 0.02 --late-rate 0.03 \
   --clock simulated --start "$START" --speed 60
 
 step "   waiting for the validator to catch up"

@@ -59,7 +59,7 @@ from producers.run import produce as run_produce
     type=click.FloatRange(0, 1),
     default=0.0,
     show_default=True,
-    help="share of valid records whose event time lags 11-40 min (past the watermark)",
+    help="share of valid records whose event time lags 16-45 min (past the watermark)",
 )
 @click.option(
     "--clock",
