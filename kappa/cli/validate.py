@@ -125,7 +125,6 @@ def tail(
     follow: bool, rule: str | None, since: datetime | None, fmt: str, limit: int | None
 ) -> None:
     """Show dead letters: judged-at, call_id, rules, observed values, source offset."""
-    from collections import deque
 
     from streams.validate.dlq import tail as tail_dlq
 
@@ -135,7 +134,9 @@ def tail(
     if fmt == "table":
         click.echo(f"{'judged_at':<25} {'call_id':<36}  {'rules':<28} {'source':<22} observed")
     if not follow and limit is not None:
-        views = iter(deque(views, maxlen=limit))
+        # The last N by judging time, across partitions.
+        ordered = sorted(views, key=lambda v: (v.judged_at, v.dlq_partition, v.dlq_offset))
+        views = iter(ordered[-limit:])
     for shown, view in enumerate(views, start=1):
         _print_view(view, fmt)
         if limit is not None and shown >= limit:
