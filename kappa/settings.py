@@ -170,6 +170,12 @@ class ReplaySettings(BaseSettings):
     master: str | None = Field(
         None, description="Spark master of replays (default: KAPPA_AGGREGATE_MASTER)"
     )
+    records_per_task: int = Field(
+        250_000,
+        ge=1_000,
+        description="offsets per Spark read task: a partition's span is split into tasks "
+        "of about this size, so every core has work",
+    )
     metrics_port: int = Field(9104, ge=0, le=65535, description="Prometheus port (0: off)")
     metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds")
 
