@@ -1,4 +1,4 @@
-"""A specialised Avro binary encoder for flat records.
+"""A specialised Avro binary encoder and reader for flat records.
 
 fastavro's ``schemaless_writer`` walks the schema for every record; for the
 producer's hot path that walk costs more than building the record. This module
@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import struct
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastavro import parse_schema, schemaless_writer
@@ -167,3 +167,173 @@ def compile_encoder(
         return b"".join([enc(get(name, defaults[name])) for name, enc in plan])
 
     return encode
+
+
+# -- the reader ---------------------------------------------------------------------------
+
+
+class NotCompiled(ValueError):  # noqa: N818 - a signal, not a failure
+    """The compiled reader met bytes it does not vouch for: ask fastavro."""
+
+
+_MS_MIN = -62_135_596_800_000  # 0001-01-01T00:00:00Z, datetime's first millisecond
+_MS_MAX = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, its last
+
+
+def _varint_tail(buf: bytes, p: int) -> tuple[int, int]:
+    """A zig-zag varint of more than one byte at ``buf[p]``: its value and the next
+    position. At most 10 bytes and 64 bits, as fastavro's C reader holds them, and in
+    its shortest form (what every Avro writer writes), so that the bytes of a value
+    read are the bytes an encoder writes for it."""
+    z = 0
+    shift = 0
+    end = min(len(buf), p + 10)
+    while p < end:
+        b = buf[p]
+        p += 1
+        z |= (b & 0x7F) << shift
+        if b < 0x80:
+            if z >> 64 or b == 0:  # beyond 64 bits, or not the shortest form
+                raise NotCompiled
+            return (z >> 1) ^ -(z & 1), p
+        shift += 7
+    raise NotCompiled
+
+
+def _read_varint(target: str, indent: str) -> list[str]:
+    return [
+        f"{indent}b = buf[p]",
+        f"{indent}if b < 0x80:",
+        f"{indent}    {target} = (b >> 1) ^ -(b & 1)",
+        f"{indent}    p += 1",
+        f"{indent}else:",
+        f"{indent}    {target}, p = varint_tail(buf, p)",
+    ]
+
+
+def _read_value(t: Any, target: str, indent: str, logical: bool) -> list[str] | None:
+    """Source lines reading one non-union value of type ``t`` into ``target``."""
+    if isinstance(t, dict):
+        base, kind = t.get("type"), t.get("logicalType")
+        if base == "long" and kind == "timestamp-millis":
+            lines = _read_varint(target, indent)
+            lines += [
+                f"{indent}if not {_MS_MIN} <= {target} <= {_MS_MAX}:",
+                f"{indent}    raise NotCompiled",
+            ]
+            if logical:
+                lines.append(f"{indent}{target} = EPOCH + timedelta(microseconds={target} * 1000)")
+            return lines
+        if base == "enum":
+            symbols = tuple(t["symbols"])
+            lines = _read_varint("i", indent)
+            return [
+                *lines,
+                f"{indent}if not 0 <= i < {len(symbols)}:",
+                f"{indent}    raise NotCompiled",
+                f"{indent}{target} = {symbols!r}[i]",
+            ]
+        if kind is None and isinstance(base, str):
+            return _read_value(base, target, indent, logical)
+        return None
+    if t in ("int", "long"):
+        return _read_varint(target, indent)
+    if t in ("string", "bytes"):
+        lines = _read_varint("n", indent)
+        lines += [
+            f"{indent}q = p + n",
+            f"{indent}if n < 0 or q > size:",
+            f"{indent}    raise NotCompiled",
+        ]
+        if t == "string":
+            lines.append(f"{indent}{target} = buf[p:q].decode()")
+        else:
+            lines.append(f"{indent}{target} = buf[p:q]")
+        return [*lines, f"{indent}p = q"]
+    if t == "boolean":
+        return [
+            f"{indent}b = buf[p]",
+            f"{indent}if b > 1:",
+            f"{indent}    raise NotCompiled",
+            f"{indent}{target} = b == 1",
+            f"{indent}p += 1",
+        ]
+    if t == "null":
+        return [f"{indent}{target} = None"]
+    return None  # float and double: rare in flat records here; fastavro reads them
+
+
+def compile_reader(
+    schema: dict[str, Any], *, offset: int = 0, logical: bool = True, spans: bool = False
+) -> Callable[[bytes], Any] | None:
+    """A reader of one record of a flat ``schema`` from ``buf[offset:]`` (the whole rest
+    of ``buf``), or None if the schema holds a type it does not compile.
+
+    ``logical=False`` leaves timestamp-millis values as epoch milliseconds (checked to be
+    within datetime's range, so that fastavro could read them too). The reader raises
+    ``NotCompiled`` (or IndexError, UnicodeDecodeError: catch ValueError and IndexError)
+    on any bytes it does not vouch for.
+
+    ``spans=True``: the reader returns ``(record, spans)``, where ``spans`` holds, per
+    field, where its value's bytes start and end in ``buf`` (after a union's index;
+    start == end for null). Those bytes are what an encoder writes for the value, so a
+    record can be re-framed under another schema by copying them.
+    """
+    fields = schema.get("fields") if schema.get("type") == "record" else None
+    if not fields:
+        return None
+    body: list[str] = []
+    names: list[str] = []
+    for i, f in enumerate(fields):
+        t = f["type"]
+        target = f"v{i}"
+        names.append(f["name"])
+        if isinstance(t, list):
+            if len(t) != 2 or "null" not in t:
+                return None
+            other = t[1] if t[0] == "null" else t[0]
+            inner = _read_value(other, target, "        ", logical)
+            if inner is None:
+                return None
+            value_index = 1 if t[0] == "null" else 0
+            body += [
+                "    b = buf[p]",
+                "    p += 1",
+                *([f"    s{i} = p"] if spans else []),
+                f"    if b == {2 * (1 - value_index)}:",
+                f"        {target} = None",
+                f"    elif b == {2 * value_index}:",
+                *inner,
+                "    else:",
+                "        raise NotCompiled",
+                *([f"    e{i} = p"] if spans else []),
+            ]
+        else:
+            lines = _read_value(t, target, "    ", logical)
+            if lines is None:
+                return None
+            body += [f"    s{i} = p", *lines, f"    e{i} = p"] if spans else lines
+    record = "{" + ", ".join(f"{n!r}: v{i}" for i, n in enumerate(names)) + "}"
+    if spans:
+        bounds = ", ".join(f"s{i}, e{i}" for i in range(len(names)))
+        record = f"{record}, ({bounds},)"
+    source = "\n".join(
+        [
+            "def read(buf):",
+            "    size = len(buf)",
+            f"    p = {offset}",
+            *body,
+            "    if p != size:",
+            "        raise NotCompiled",
+            f"    return {record}",
+        ]
+    )
+    namespace: dict[str, Any] = {
+        "NotCompiled": NotCompiled,
+        "varint_tail": _varint_tail,
+        "EPOCH": _EPOCH,
+        "timedelta": timedelta,
+    }
+    exec(compile(source, f"<avro reader {schema.get('name', '?')}>", "exec"), namespace)  # noqa: S102
+    reader: Callable[[bytes], Any] = namespace["read"]
+    return reader
