@@ -16,10 +16,12 @@ of the range, a failed run leaves the previous output as it was.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -62,6 +64,7 @@ class ReplayContext:
     aggregate: AggregateSettings
     output_root: str
     progress: bool = True
+    records_per_task: int = 250_000
 
 
 def range_url(root: str, plan: ReplayPlan) -> str:
@@ -71,7 +74,22 @@ def range_url(root: str, plan: ReplayPlan) -> str:
 # -- reading ---------------------------------------------------------------------------------
 
 
-def read_offsets(spark: SparkSession, kafka: KafkaSettings, plan: ReplayPlan) -> DataFrame:
+def read_tasks(plan: ReplayPlan, records_per_task: int) -> int:
+    """Read tasks for the plan: at least one per partition, about ``records_per_task`` each.
+
+    A topic of three partitions on two cores would otherwise leave one core idle
+    for the last third of the read; Spark splits each partition's span in
+    proportion (``minPartitions``).
+    """
+    return max(len(plan.spans), -(-plan.offsets_to_read // records_per_task))
+
+
+def read_offsets(
+    spark: SparkSession,
+    kafka: KafkaSettings,
+    plan: ReplayPlan,
+    records_per_task: int = 250_000,
+) -> DataFrame:
     """The planned offsets of the topic as Spark's Kafka source rows (batch)."""
     return (
         spark.read.format("kafka")
@@ -79,10 +97,35 @@ def read_offsets(spark: SparkSession, kafka: KafkaSettings, plan: ReplayPlan) ->
         .option("assign", plan.assign_json())
         .option("startingOffsets", plan.starting_offsets_json())
         .option("endingOffsets", plan.ending_offsets_json())
+        .option("minPartitions", str(read_tasks(plan, records_per_task)))
         # cdr.valid is written in transactions: aborted records are not records.
         .option("kafka.isolation.level", "read_committed")
         .load()
     )
+
+
+WRITE_CONF = {
+    # Each task writes its rows to the (few) hour folders it meets through
+    # concurrent writers, instead of sorting them by hour first.
+    "spark.sql.optimizer.plannedWrite.enabled": "false",
+    "spark.sql.maxConcurrentOutputFileWriters": "64",
+}
+
+
+@contextlib.contextmanager
+def write_conf(spark: SparkSession) -> Iterator[None]:
+    """``WRITE_CONF`` for the duration of a replay; the session's own values afterwards."""
+    before = {key: spark.conf.get(key, None) for key in WRITE_CONF}
+    for key, value in WRITE_CONF.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, old in before.items():
+            if old is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, old)
 
 
 def decode(spark: SparkSession, raw: DataFrame, ctx: ReplayContext, topic: str) -> DataFrame:
@@ -159,10 +202,9 @@ def run(
     )
     cached: DataFrame | None = None
     try:
-        with Progress(spark, enabled=ctx.progress):
-            cached = decode(spark, read_offsets(spark, ctx.kafka, plan), ctx, plan.topic).persist(
-                StorageLevel.MEMORY_AND_DISK
-            )
+        with Progress(spark, enabled=ctx.progress), write_conf(spark):
+            source = read_offsets(spark, ctx.kafka, plan, ctx.records_per_task)
+            cached = decode(spark, source, ctx, plan.topic).persist(StorageLevel.MEMORY_AND_DISK)
             counts = _counts(cached, plan)
             if counts["totals"]["undecodable"]:
                 # Errors are data: kept with their coordinates, counted in the manifest.
@@ -171,7 +213,7 @@ def run(
                     counts["totals"]["undecodable"],
                 )
                 (
-                    undecodable(read_offsets(spark, ctx.kafka, plan), ctx, plan.topic)
+                    undecodable(source, ctx, plan.topic)
                     .coalesce(1)
                     .write.mode("errorifexists")
                     .parquet(join(staging, UNDECODABLE_DIR))

@@ -62,6 +62,7 @@ class Settings:
             aggregate=self.aggregate,
             output_root=self.output_root(output),
             progress=self.replay.progress if progress is None else progress,
+            records_per_task=self.replay.records_per_task,
         )
 
 
