@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any, TypeVar
 
 import click
 
@@ -15,22 +17,37 @@ from monitoring import metrics
 
 log = logging.getLogger(__name__)
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def event_range(f: F) -> F:
+    """``--from`` / ``--to``: the half-open event-time range ``[start, end)``."""
+    f = click.option(
+        "--to",
+        "end",
+        type=UTC_TIME,
+        required=True,
+        help="end of the event-time range, exclusive (ISO-8601, UTC)",
+    )(f)
+    return click.option(
+        "--from",
+        "start",
+        type=UTC_TIME,
+        required=True,
+        help="start of the event-time range, inclusive (ISO-8601, UTC)",
+    )(f)
+
+
+def topic_option(f: F) -> F:
+    return click.option(
+        "--topic",
+        default=None,
+        help=env_help("topic to replay (default cdr.valid)", TopicSettings, "valid"),
+    )(f)
+
 
 @click.command()
-@click.option(
-    "--from",
-    "start",
-    type=UTC_TIME,
-    required=True,
-    help="start of the event-time range, inclusive (ISO-8601, UTC)",
-)
-@click.option(
-    "--to",
-    "end",
-    type=UTC_TIME,
-    required=True,
-    help="end of the event-time range, exclusive (ISO-8601, UTC)",
-)
+@event_range
 @click.option(
     "--output",
     default=None,
@@ -42,11 +59,7 @@ log = logging.getLogger(__name__)
         "output",
     ),
 )
-@click.option(
-    "--topic",
-    default=None,
-    help=env_help("topic to replay (default cdr.valid)", TopicSettings, "valid"),
-)
+@topic_option
 @click.option(
     "--master",
     default=None,
@@ -97,20 +110,7 @@ def replay(  # noqa: PLR0917 - click passes options positionally
 
 
 @click.command()
-@click.option(
-    "--from",
-    "start",
-    type=UTC_TIME,
-    required=True,
-    help="start of the event-time range, inclusive (ISO-8601, UTC)",
-)
-@click.option(
-    "--to",
-    "end",
-    type=UTC_TIME,
-    required=True,
-    help="end of the event-time range, exclusive (ISO-8601, UTC)",
-)
+@event_range
 @click.option(
     "--aggregate-output",
     default=None,
@@ -121,11 +121,7 @@ def replay(  # noqa: PLR0917 - click passes options positionally
         "output",
     ),
 )
-@click.option(
-    "--topic",
-    default=None,
-    help=env_help("topic to replay (default cdr.valid)", TopicSettings, "valid"),
-)
+@topic_option
 @click.option("--master", default=None, help=env_help("Spark master", ReplaySettings, "master"))
 @click.option(
     "--show",

@@ -16,21 +16,33 @@ from tests.replay.conftest import DAY, CdrTopic, cdr, minutes
 
 pytestmark = pytest.mark.integration
 
+Refuse = Callable[[str, str, str], str]
 
-def run_cli(
+
+@pytest.fixture
+def refuse(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     stack: StackHandle,
-    out: Path,
-    topic: str,
-    *args: str,
-) -> tuple[int, str]:
+    tmp_path: Path,
+) -> Refuse:
+    """``kappa replay --topic T --from A --to B``, which must exit 1 and write nothing;
+    returns its stderr."""
     monkeypatch.setenv("KAPPA_KAFKA_BOOTSTRAP", stack.kafka.bootstrap)
     monkeypatch.setenv("KAPPA_SCHEMA_REGISTRY_URL", stack.registry.url)
     monkeypatch.setenv("KAPPA_REPLAY_METRICS_PORT", "0")
-    with pytest.raises(SystemExit) as exit_:
-        main(["replay", *args, "--output", str(out), "--topic", topic])
-    return int(exit_.value.code or 0), capsys.readouterr().err
+    out = tmp_path / "out"
+
+    def run(topic: str, start: str, end: str) -> str:
+        with pytest.raises(SystemExit) as exit_:
+            main(["replay", "--from", start, "--to", end, "--output", str(out), "--topic", topic])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 1, err
+        assert "Traceback" not in err
+        assert not out.exists() or not any(out.iterdir())
+        return err
+
+    return run
 
 
 @pytest.fixture
@@ -40,133 +52,35 @@ def written(cdr_topic: Callable[..., CdrTopic]) -> CdrTopic:
     return t
 
 
-def assert_nothing_written(out: Path) -> None:
-    assert not out.exists() or not any(out.iterdir())
-
-
-def test_reversed_range(
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    stack: StackHandle,
-    written: CdrTopic,
-    tmp_path: Path,
-) -> None:
-    out = tmp_path / "out"
-    code, err = run_cli(
-        monkeypatch,
-        capsys,
-        stack,
-        out,
-        written.name,
-        "--from",
-        "2026-01-01T01:00:00Z",
-        "--to",
-        "2026-01-01T00:00:00Z",
-    )
-    assert code == 1
+def test_reversed_range(refuse: Refuse, written: CdrTopic) -> None:
+    err = refuse(written.name, "2026-01-01T01:00:00Z", "2026-01-01T00:00:00Z")
     assert "kappa: error: the range [2026-01-01T01:00:00Z, 2026-01-01T00:00:00Z) is reversed" in err
-    assert "Traceback" not in err
-    assert_nothing_written(out)
 
 
-def test_range_not_closed(
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    stack: StackHandle,
-    written: CdrTopic,
-    tmp_path: Path,
-) -> None:
-    out = tmp_path / "out"
+def test_range_not_closed(refuse: Refuse, written: CdrTopic) -> None:
     now = datetime.now(UTC)
     start, end = now - timedelta(hours=1), now - timedelta(minutes=5)
-    code, err = run_cli(
-        monkeypatch,
-        capsys,
-        stack,
-        out,
-        written.name,
-        "--from",
-        start.isoformat(),
-        "--to",
-        end.isoformat(),
-    )
-    assert code == 1
+    err = refuse(written.name, start.isoformat(), end.isoformat())
     assert "is not closed yet" in err
     assert "15-minute lateness margin" in err
-    assert_nothing_written(out)
 
 
-def test_range_older_than_retention(
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    stack: StackHandle,
-    cdr_topic: Callable[..., CdrTopic],
-    tmp_path: Path,
-) -> None:
+def test_range_older_than_retention(refuse: Refuse, cdr_topic: Callable[..., CdrTopic]) -> None:
     t = cdr_topic(config={"retention.ms": str(24 * 3600 * 1000)})
-    out = tmp_path / "out"
-    code, err = run_cli(
-        monkeypatch,
-        capsys,
-        stack,
-        out,
-        t.name,
-        "--from",
-        "2026-01-01T00:00:00Z",
-        "--to",
-        "2026-01-01T01:00:00Z",
-    )
-    assert code == 1
+    err = refuse(t.name, "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z")
     assert f"is older than what {t.name} keeps: retention.ms=86400000" in err
-    assert_nothing_written(out)
 
 
 def test_records_deleted_from_the_range(
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    stack: StackHandle,
-    written: CdrTopic,
-    tmp_path: Path,
+    refuse: Refuse, stack: StackHandle, written: CdrTopic
 ) -> None:
-    admin = clients.admin(stack.kafka)
-    futures = admin.delete_records([TopicPartition(written.name, 0, 3)])
+    futures = clients.admin(stack.kafka).delete_records([TopicPartition(written.name, 0, 3)])
     for f in futures.values():
         f.result(timeout=30)
-    out = tmp_path / "out"
-    code, err = run_cli(
-        monkeypatch,
-        capsys,
-        stack,
-        out,
-        written.name,
-        "--from",
-        "2026-01-01T00:00:00Z",
-        "--to",
-        "2026-01-01T00:30:00Z",
-    )
-    assert code == 1
+    err = refuse(written.name, "2026-01-01T00:00:00Z", "2026-01-01T00:30:00Z")
     assert f"{written.name} partition 0 no longer holds its records before offset 3" in err
-    assert_nothing_written(out)
 
 
-def test_missing_topic(
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    stack: StackHandle,
-    tmp_path: Path,
-) -> None:
-    out = tmp_path / "out"
-    code, err = run_cli(
-        monkeypatch,
-        capsys,
-        stack,
-        out,
-        "no.such.topic",
-        "--from",
-        "2026-01-01T00:00:00Z",
-        "--to",
-        "2026-01-01T01:00:00Z",
-    )
-    assert code == 1
+def test_missing_topic(refuse: Refuse) -> None:
+    err = refuse("no.such.topic", "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z")
     assert "topic no.such.topic is not available" in err
-    assert_nothing_written(out)
