@@ -18,6 +18,48 @@ PREFIX = "kappa_business_"
 BILLING = "billing"
 NETWORK = "network"
 
+FIGURES: tuple[tuple[str, str, str, str], ...] = (
+    # (metric name after the prefix, help, table, snapshot attribute)
+    (
+        "window_revenue",
+        "Revenue of the last closed window (rate-card currency)",
+        BILLING,
+        "revenue",
+    ),
+    (
+        "window_active_callers",
+        "Callers billed in the last closed window",
+        BILLING,
+        "active_callers",
+    ),
+    (
+        "window_billable_minutes",
+        "Billable minutes of the last closed window",
+        BILLING,
+        "billable_minutes",
+    ),
+    ("window_towers", "Towers reporting events in the last closed window", NETWORK, "towers"),
+    (
+        "window_low_signal_towers",
+        "Towers whose low-signal share reached the threshold in the last closed window",
+        NETWORK,
+        "low_signal_towers",
+    ),
+    (
+        "window_low_signal_ratio",
+        "Share of the last closed window's events with low signal (0..1)",
+        NETWORK,
+        "low_signal_ratio",
+    ),
+    (
+        "window_average_signal_bars",
+        "Event-weighted mean signal strength of the last closed window (bars, 1..5)",
+        NETWORK,
+        "average_signal_bars",
+    ),
+)
+"""The single-value gauges of the last closed window, each read from one snapshot."""
+
 
 @dataclass(frozen=True)
 class BillingSnapshot:
@@ -123,48 +165,17 @@ class LastClosedWindow(Collector):
                 count.add_metric([table], closed[table])
         yield from (end, delay, count)
 
-        def gauge(name: str, doc: str, value: float | None) -> Metric:
+        snaps: dict[str, BillingSnapshot | NetworkSnapshot | None] = {
+            BILLING: billing,
+            NETWORK: network,
+        }
+        for name, doc, table, attr in FIGURES:
             fam = GaugeMetricFamily(f"{PREFIX}{name}", doc)
-            if value is not None:
-                fam.add_metric([], value)
-            return fam
-
-        b, n = billing, network
-        yield gauge(
-            "window_revenue",
-            "Revenue of the last closed window (rate-card currency)",
-            None if b is None else b.revenue,
-        )
-        yield gauge(
-            "window_active_callers",
-            "Callers billed in the last closed window",
-            None if b is None else b.active_callers,
-        )
-        yield gauge(
-            "window_billable_minutes",
-            "Billable minutes of the last closed window",
-            None if b is None else b.billable_minutes,
-        )
-        yield gauge(
-            "window_towers",
-            "Towers reporting events in the last closed window",
-            None if n is None else n.towers,
-        )
-        yield gauge(
-            "window_low_signal_towers",
-            "Towers whose low-signal share reached the threshold in the last closed window",
-            None if n is None else n.low_signal_towers,
-        )
-        yield gauge(
-            "window_low_signal_ratio",
-            "Share of the last closed window's events with low signal (0..1)",
-            None if n is None else n.low_signal_ratio,
-        )
-        yield gauge(
-            "window_average_signal_bars",
-            "Event-weighted mean signal strength of the last closed window (bars, 1..5)",
-            None if n is None else n.average_signal_bars,
-        )
+            snap = snaps[table]
+            if snap is not None:
+                fam.add_metric([], float(getattr(snap, attr)))
+            yield fam
+        n = network
         events = GaugeMetricFamily(
             f"{PREFIX}window_events",
             "Events of the last closed window, by call type",
