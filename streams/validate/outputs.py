@@ -4,6 +4,15 @@ Valid records are re-encoded as strict ``Cdr`` with the id registered for
 ``<valid topic>-value``; dead letters as ``DeadLetter`` under ``<dlq>-value``.
 Both keep the raw key and the raw message timestamp (the event time) and carry
 the raw coordinates in a ``kappa.src`` header.
+
+A valid record written with CdrRaw itself, whose value spans the decoder kept,
+is not re-encoded: CdrRaw and Cdr list the same fields in the same order, and a
+non-null value is written alike in both (the union index aside), so its Cdr
+bytes are its raw value bytes with the union indexes dropped and ``call_type``'s
+string replaced by its enum index. A null ``data_volume_kb`` becomes 0, whose
+Avro long is the byte the union index already was (0x00). The compiled reader
+only vouches for shortest-form varints and valid UTF-8, so the copy equals what
+the encoder writes; the tests hold the two side by side.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from kappa.settings import TopicSettings
 from schemas import SchemaName, WireEncoder, load_schema
+from schemas.codec import varint
 from schemas.contract import register, schema_text, subject
 from streams.validate import headers as hdr
 from streams.validate.routing import Dead, Valid
@@ -25,12 +35,49 @@ Message = tuple[bytes, bytes | None, int, list[tuple[str, bytes]]]
 """value, key, timestamp (ms; 0: now), headers"""
 
 
+def _call_types() -> dict[str, bytes]:
+    schema = load_schema(SchemaName.CDR)
+    raw = load_schema(SchemaName.CDR_RAW)
+    names = [f["name"] for f in schema["fields"]]
+    if names != [f["name"] for f in raw["fields"]] or names[3] != "call_type":
+        msg = "Cdr and CdrRaw must list the same fields in the same order"
+        raise AssertionError(msg)
+    symbols = schema["fields"][3]["type"]["symbols"]
+    return {s: varint(i) for i, s in enumerate(symbols)}
+
+
 @dataclass
 class Outputs:
     valid_topic: str
     dlq_topic: str
     valid_encoder: WireEncoder
     dlq_encoder: WireEncoder
+
+    def __post_init__(self) -> None:
+        self._call_types = _call_types()
+        self._valid_header = self.valid_encoder.header
+
+    def valid_value(self, v: Valid) -> bytes:
+        """The framed Cdr bytes of a valid record: copied when it has spans."""
+        s = v.spans
+        if s is None:
+            return self.valid_encoder.encode(v.cdr)
+        buf = v.source.value
+        assert buf is not None
+        return b"".join(
+            (
+                self._valid_header,
+                buf[s[0] : s[1]],
+                buf[s[2] : s[3]],
+                buf[s[4] : s[5]],
+                self._call_types[v.cdr["call_type"]],
+                buf[s[8] : s[9]],
+                buf[s[10] : s[11]],
+                buf[s[12] : s[13]],
+                buf[s[14] : s[15]],
+                buf[s[16] : s[17]] or b"\x00",
+            )
+        )
 
     @classmethod
     def register(cls, client: SchemaRegistryClient, topics: TopicSettings) -> Outputs:
@@ -48,7 +95,7 @@ class Outputs:
         headers = [(hdr.SOURCE, hdr.coords(src.topic, src.partition, src.offset))]
         if extra:
             headers += extra
-        return self.valid_encoder.encode(v.cdr), src.key, src.timestamp_ms or 0, headers
+        return self.valid_value(v), src.key, src.timestamp_ms or 0, headers
 
     def dead(self, d: Dead, suite_version: str, judged_at_ms: int) -> Message:
         src = d.source

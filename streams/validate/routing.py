@@ -5,6 +5,13 @@ the decodable ones as one pandas DataFrame, checks call_id uniqueness against
 the dedup state (and earlier records of the same batch), and returns, in input
 order, either a strict ``Cdr`` dict (valid) or every failed rule with its column
 and observed value (dead letter). Nothing is written anywhere; the job does that.
+
+Hot path: a record written with the CdrRaw schema itself (same fields, same
+types: almost all of them) needs no per-column type checks, its decoded dict is
+its frame row, and, when the decoder kept value spans, its strict ``Cdr`` bytes
+are later copied from its raw bytes (``outputs``). The frame holds the
+low-cardinality strings (phone numbers, towers, call types) as categoricals,
+so GX's filters and null checks work on integer codes.
 """
 
 from __future__ import annotations
@@ -13,12 +20,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any, NamedTuple
 
 import pandas as pd
 
-from schemas import rules
-from schemas.wire import Decoded, Undecodable
+from schemas import SchemaName, load_schema, rules
+from schemas.wire import Decoded, Undecodable, signature
 from streams.validate.suite import FRAME_COLUMNS, CdrSuite, Failure
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -50,11 +58,13 @@ class RawRecord(NamedTuple):
     value: bytes | None
 
 
-@dataclass(frozen=True, slots=True)
-class Valid:
+class Valid(NamedTuple):
     source: RawRecord
     cdr: dict[str, Any]
     schema_id: int
+    spans: tuple[int, ...] | None = None
+    """Value spans in ``source.value`` of a CdrRaw-shaped record (see ``compile_reader``):
+    its Cdr bytes are then copied, not encoded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,13 +149,45 @@ def frame_row(decoded: Decoded) -> tuple[dict[str, Any], list[Failure]]:
     return rec, failures
 
 
+@cache
+def raw_signature() -> str:
+    """The CdrRaw schema's signature: records written with it need no type checks."""
+    return signature(load_schema(SchemaName.CDR_RAW))
+
+
 def frame_of(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """The suite's DataFrame, built column by column (the same dtypes as from records:
-    int64, float64 where a value is null, object strings) except ``call_type``, a
-    category: its domain check and the row conditions on it then compare codes."""
+    int64, float64 where a value is null, object strings for call_id) with the
+    repetitive strings as categoricals: ``call_type``, ``tower_id``, and the two phone
+    numbers on one shared set of categories (so that comparing them compares codes).
+    A null is a missing code, as ``isnull`` sees it."""
     columns: dict[str, Any] = {c: [row[c] for row in rows] for c in FRAME_COLUMNS}
+    n = len(rows)
+    codes, phones = pd.factorize(columns["caller_num"] + columns["callee_num"])
+    numbers = pd.CategoricalDtype(phones)
+    columns["caller_num"] = pd.Categorical.from_codes(codes[:n], dtype=numbers)
+    columns["callee_num"] = pd.Categorical.from_codes(codes[n:], dtype=numbers)
+    columns["tower_id"] = pd.Categorical(columns["tower_id"])
     columns["call_type"] = pd.Categorical(columns["call_type"])
     return pd.DataFrame(columns, copy=False)
+
+
+def _hot_row(decoded: Decoded) -> dict[str, Any] | None:
+    """The frame row of a record written with CdrRaw itself, None if it needs
+    ``frame_row``'s checks (another writer schema, or an int beyond int32)."""
+    if decoded.signature != raw_signature():
+        return None
+    rec = decoded.record
+    when = rec["event_time"]
+    if type(when) is datetime:
+        rec["event_time"] = to_millis(when)
+    d = rec["duration_sec"]
+    s = rec["signal_strength"]
+    if (d is not None and not -(2**31) <= d < 2**31) or (
+        s is not None and not -(2**31) <= s < 2**31
+    ):
+        return None
+    return rec
 
 
 def validate(
@@ -160,17 +202,25 @@ def validate(
     routed = Routed()
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
-    # Per input record: its frame row (-1: undecodable), schema id and failures so far.
-    judged: list[tuple[int, int | None, list[Failure]]] = []
+    # Per input record: its frame row (-1: undecodable), schema id, failures so far
+    # (None: none), and its value spans when it is CdrRaw-shaped (exact: True).
+    judged: list[tuple[int, int | None, list[Failure] | None, bool, tuple[int, ...] | None]] = []
+    add_row, add_judged = rows.append, judged.append
     for raw in batch:
         got = decode(raw.value)
-        if isinstance(got, Undecodable):
+        if type(got) is Undecodable:
             failure = Failure(rules.UNDECODABLE.name, None, f"{got.kind}: {got.detail}")
-            judged.append((-1, got.schema_id, [failure]))
+            add_judged((-1, got.schema_id, [failure], False, None))
             continue
-        row, failures = frame_row(got)
-        judged.append((len(rows), got.schema_id, failures))
-        rows.append(row)
+        assert isinstance(got, Decoded)
+        hot = _hot_row(got)
+        if hot is not None:
+            add_judged((len(rows), got.schema_id, None, True, got.spans))
+            add_row(hot)
+            continue
+        row, checks = frame_row(got)
+        add_judged((len(rows), got.schema_id, checks or None, row.keys() == _FRAME_SET, None))
+        add_row(row)
     t1 = time.perf_counter()
     gx_failed = suite.run(frame_of(rows), judged_at_ms) if rows else {}
     t2 = time.perf_counter()
@@ -179,13 +229,20 @@ def validate(
 
     dedup_on = suite.config.enabled(rules.DUPLICATE_CALL_ID.name)
     taken: set[tuple[int, str]] = set()
-    for raw, (r, sid, failures) in zip(batch, judged, strict=True):
+    add_valid, add_dead, add_accepted = (
+        routed.valid.append,
+        routed.dead.append,
+        routed.accepted.append,
+    )
+    for raw, (r, sid, found, exact, spans) in zip(batch, judged, strict=True):
         if r < 0:  # undecodable
-            routed.dead.append(Dead(raw, tuple(failures), None, sid))
+            add_dead(Dead(raw, tuple(found or ()), None, sid))
             continue
+        failures = found
         row = rows[r]
         gx = gx_failed.get(r)
         if gx:
+            failures = failures or []
             missing = {f.column for f in failures if f.rule == rules.SCHEMA.name}
             for rule, column in gx:
                 if rule == rules.NOT_NULL.name and column in missing:
@@ -198,21 +255,19 @@ def validate(
             and isinstance(call_id, str)
             and ((raw.partition, call_id) in taken or seen(raw.partition, call_id, ts))
         ):
+            failures = failures or []
             failures.append(Failure(rules.DUPLICATE_CALL_ID.name, "call_id", call_id))
         if failures:
-            routed.dead.append(
-                Dead(raw, tuple(failures), call_id if isinstance(call_id, str) else None, sid)
-            )
+            add_dead(Dead(raw, tuple(failures), call_id if isinstance(call_id, str) else None, sid))
             continue
         assert isinstance(call_id, str)
         taken.add((raw.partition, call_id))
-        when = ts if ts is not None else row["event_time"]
-        routed.accepted.append((raw.partition, call_id, when))
+        add_accepted((raw.partition, call_id, ts if ts is not None else row["event_time"]))
         # A CdrRaw row holds exactly the Cdr's fields: it becomes the Cdr as it is.
-        cdr = row if row.keys() == _FRAME_SET else {c: row[c] for c in FRAME_COLUMNS}
+        cdr = row if exact else {c: row[c] for c in FRAME_COLUMNS}
         if cdr["data_volume_kb"] is None:
             cdr["data_volume_kb"] = 0
-        routed.valid.append(Valid(raw, cdr, sid if sid is not None else -1))
+        add_valid(Valid(raw, cdr, sid if sid is not None else -1, spans))
     return routed
 
 

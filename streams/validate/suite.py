@@ -27,7 +27,10 @@ import pandas as pd
 
 from schemas import rules
 from streams.validate.exceptions import BadRuleNameError, SuiteError
-from streams.validate.gx_custom import expect_column_pair_values_to_differ
+from streams.validate.gx_custom import (
+    expect_column_pair_values_to_differ,
+    expect_column_values_to_match_regex_per_value,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +120,9 @@ def expectations(config: SuiteConfig) -> list[Any]:
     )
     on = config.enabled
     if on(rules.PHONE_FORMAT.name):
+        match = expect_column_values_to_match_regex_per_value()
         out += [
-            gxe.ExpectColumnValuesToMatchRegex(
-                column=c, regex=PHONE_REGEX, meta=tag(rules.PHONE_FORMAT)
-            )
+            match(column=c, regex=PHONE_REGEX, meta=tag(rules.PHONE_FORMAT))
             for c in ("caller_num", "callee_num")
         ]
     if on(rules.DURATION_RANGE.name):
