@@ -74,7 +74,8 @@ def test_range_older_than_retention(refuse: Refuse, cdr_topic: Callable[..., Cdr
 def test_records_deleted_from_the_range(
     refuse: Refuse, stack: StackHandle, written: CdrTopic
 ) -> None:
-    futures = clients.admin(stack.kafka).delete_records([TopicPartition(written.name, 0, 3)])
+    admin = clients.admin(stack.kafka)  # held: its futures die with it
+    futures = admin.delete_records([TopicPartition(written.name, 0, 3)])
     for f in futures.values():
         f.result(timeout=30)
     err = refuse(written.name, "2026-01-01T00:00:00Z", "2026-01-01T00:30:00Z")
