@@ -35,8 +35,9 @@ from confluent_kafka import Producer
 
 from bench.common import bench_stack, write_results
 from kappa import clients
-from kappa.settings import AggregateSettings, KafkaSettings, StackSettings
+from kappa.settings import AggregateSettings, KafkaSettings, ReplaySettings, StackSettings
 from kappa.stack.topics import delete_topics, ensure_topics
+from replay.job import read_tasks
 from replay.plan import ReplayPlan, iso, plan
 from schemas.contract import SchemaName, parsed_schema, register, schema_text, subject
 from schemas.wire import WireEncoder
@@ -47,6 +48,7 @@ MARGIN = timedelta(minutes=15)
 CALLERS = [f"+9477{i:07d}" for i in range(5000)]
 TOWERS = [f"TOWER_{i:03d}" for i in range(1, 51)]
 TYPES = ("VOICE",) * 6 + ("SMS",) * 3 + ("DATA",)
+DRIVER_MEMORY = os.environ.get("KAPPA_AGGREGATE_DRIVER_MEMORY", "4g")
 
 
 def load(kafka: KafkaSettings, registry: Any, topic: str, n: int) -> tuple[int, float]:
@@ -112,6 +114,7 @@ def baseline_child(spec: str) -> None:
         .option("assign", args["assign"])
         .option("startingOffsets", args["starting"])
         .option("endingOffsets", args["ending"])
+        .option("minPartitions", str(args["tasks"]))
         .option("kafka.isolation.level", "read_committed")
         .load()
         .select("key", "value", "partition", "offset", "timestamp")
@@ -158,12 +161,15 @@ def main() -> None:
                 "KAPPA_REPLAY_PROGRESS": "false",
                 "KAPPA_REPLAY_METRICS_PORT": "0",
                 "KAPPA_LOG_LEVEL": "WARNING",
+                # local mode: the driver is all of Spark; the decoded range is cached once.
+                "KAPPA_AGGREGATE_DRIVER_MEMORY": DRIVER_MEMORY,
             }
             spec = json.dumps(
                 {
                     "assign": the_plan.assign_json(),
                     "starting": the_plan.starting_offsets_json(),
                     "ending": the_plan.ending_offsets_json(),
+                    "tasks": read_tasks(the_plan, ReplaySettings().records_per_task),
                     "output": str(Path(tmp) / "baseline"),
                 }
             )
@@ -201,6 +207,11 @@ def main() -> None:
             "records_loaded": written,
             "offsets_read": the_plan.offsets_to_read,
             "partitions": args.partitions,
+            "spark": {
+                "master": AggregateSettings().master,
+                "driver_memory": DRIVER_MEMORY,
+                "read_tasks": read_tasks(the_plan, ReplaySettings().records_per_task),
+            },
             "load_seconds": round(load_s, 1),
             "replay": {
                 "wall_seconds": round(replay_s, 1),
