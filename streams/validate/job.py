@@ -9,6 +9,14 @@ were; the next instance with the same ``transactional.id`` aborts the open
 transaction in ``init_transactions``. On a Kafka error the transaction is
 aborted, the consumer rewound to the batch's first offsets and the batch judged
 again. The dedup state learns a batch's call_ids only after its commit.
+
+Pipelined by one batch: ``commit_transaction`` (the broker's round trips, the
+GIL released) runs on a worker thread while the next batch is consumed and
+judged; its transaction begins only once that commit is known. The next batch
+is judged with the committing batch's call_ids as provisionally taken; if the
+commit fails, both batches are dropped and the consumer rewound to the first's
+offsets, so nothing is judged against a batch that did not happen. A
+rebalance waits for the commit in flight before partitions move.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,6 +160,18 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+@dataclass
+class _InFlight:
+    """A batch whose transaction is committing on the worker thread."""
+
+    batch: list[RawRecord]
+    routed: Routed
+    commit: Future[None]
+    started: float  # perf_counter when its judging began
+    txn: float  # seconds the loop spent in begin/produce/send_offsets
+    taken: dict[tuple[int, str], int]  # its accepted call_ids, provisionally
+
+
 class _Job:
     def __init__(
         self,
@@ -167,10 +188,16 @@ class _Job:
         self.dedup = DedupState(int(settings.dedup_horizon_s * 1000))
         self.eof: dict[int, bool] = {}
         self.stats = RunStats()
+        self.producer: Producer | None = None
+        self.on_batch: Callable[[RunStats], None] | None = None
+        self.in_flight: _InFlight | None = None
+        self.discard = False  # a commit failed inside a rebalance: drop what consume returns
+        self._commits = ThreadPoolExecutor(1, thread_name_prefix="kappa-commit")
 
     # -- partition assignment ------------------------------------------------------------
 
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._settle_in_callback(consumer)
         parts = [tp.partition for tp in partitions]
         log.info("assigned topic=%s partitions=%s", self.topics.raw, parts)
         rebuild(
@@ -185,11 +212,18 @@ class _Job:
             self.eof[p] = False
 
     def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._settle_in_callback(consumer)
         parts = [tp.partition for tp in partitions]
         log.info("revoked topic=%s partitions=%s", self.topics.raw, parts)
         self.dedup.drop(parts)
         for p in parts:
             self.eof.pop(p, None)
+
+    def _settle_in_callback(self, consumer: Consumer) -> None:
+        """Partitions never move with a commit in flight; if it fails, what this
+        ``consume`` call returns is dropped too (and read again)."""
+        if self.in_flight is not None and not self.settle(consumer, []):
+            self.discard = True
 
     def _side_consumer(self) -> Consumer:
         return clients.consumer(
@@ -198,37 +232,99 @@ class _Job:
 
     # -- one micro-batch -----------------------------------------------------------------
 
-    def process(self, producer: Producer, consumer: Consumer, batch: list[RawRecord]) -> bool:
-        started = time.perf_counter()
+    def seen(self, partition: int, call_id: str, ts_ms: int | None = None) -> bool:
+        """Taken by a committed batch (the dedup state) or by the one committing."""
+        flight = self.in_flight
+        if flight is not None:
+            first = flight.taken.get((partition, call_id))
+            if first is not None and (ts_ms is None or abs(ts_ms - first) <= self.dedup.horizon_ms):
+                return True
+        return self.dedup.seen(partition, call_id, ts_ms)
+
+    def judge(self, batch: list[RawRecord]) -> tuple[Routed, int]:
         judged_at = time.time_ns() // 1_000_000
         routed = validate(
             batch,
             decode=self.decoder.decode,
             suite=self.suite,
-            seen=self.dedup.seen,
+            seen=self.seen,
             judged_at_ms=judged_at,
         )
+        return routed, judged_at
+
+    def send(
+        self,
+        producer: Producer,
+        consumer: Consumer,
+        batch: list[RawRecord],
+        routed: Routed,
+        *,
+        judged_at: int,
+        started: float,
+    ) -> bool:
+        """Begin the batch's transaction, produce its records and offsets, and start its
+        commit on the worker thread. False: aborted and rewound."""
+        assert self.in_flight is None
         t0 = time.perf_counter()
         try:
             self._transact(producer, consumer, batch, routed, judged_at)
         except KafkaException as exc:
-            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-            if err is not None and err.fatal():
-                msg = (
-                    f"transaction failed fatally: {err.str()}; another instance may own "
-                    "this transactional.id"
-                )
-                raise ValidatorFencedError(msg) from exc
-            log.warning("transaction aborted error=%s records=%d; rewinding", exc, len(batch))
-            self._abort(producer)
-            self._rewind(consumer, batch)
-            self.stats.aborts += 1
-            metrics.VALIDATOR_ABORTS.inc()
+            self._failed(exc, producer, consumer, batch)
             return False
-        txn = time.perf_counter() - t0
-        self.dedup.add_many(routed.accepted)
-        self._account(batch, routed, txn, time.perf_counter() - started)
+        commit = self._commits.submit(producer.commit_transaction, 120)
+        taken = {(p, call_id): ts for p, call_id, ts in routed.accepted}
+        self.in_flight = _InFlight(batch, routed, commit, started, time.perf_counter() - t0, taken)
         return True
+
+    def settle(self, consumer: Consumer, held: list[RawRecord]) -> bool:
+        """Wait for the commit in flight. Committed: the dedup state learns its call_ids
+        and the batch is counted. Failed: aborted, and the consumer rewound to its first
+        offsets (and those of ``held``, consumed after it): False."""
+        flight = self.in_flight
+        if flight is None:
+            return True
+        producer = self.producer
+        assert producer is not None
+        t0 = time.perf_counter()
+        try:
+            flight.commit.result()
+        except KafkaException as exc:
+            self.in_flight = None
+            self._failed(exc, producer, consumer, flight.batch + held)
+            return False
+        self.in_flight = None
+        now = time.perf_counter()
+        self.dedup.add_many(flight.routed.accepted)
+        self._account(flight.batch, flight.routed, flight.txn + now - t0, now - flight.started)
+        if self.on_batch is not None:
+            self.on_batch(self.stats)
+        return True
+
+    def close(self) -> None:
+        """Let a commit in flight finish (its outcome no longer matters here)."""
+        flight, self.in_flight = self.in_flight, None
+        if flight is not None:
+            try:
+                flight.commit.result()
+            except KafkaException as exc:
+                log.warning("last commit failed error=%s", exc)
+        self._commits.shutdown(wait=True)
+
+    def _failed(
+        self, exc: KafkaException, producer: Producer, consumer: Consumer, batch: list[RawRecord]
+    ) -> None:
+        err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        if err is not None and err.fatal():
+            msg = (
+                f"transaction failed fatally: {err.str()}; another instance may own "
+                "this transactional.id"
+            )
+            raise ValidatorFencedError(msg) from exc
+        log.warning("transaction aborted error=%s records=%d; rewinding", exc, len(batch))
+        self._abort(producer)
+        self._rewind(consumer, batch)
+        self.stats.aborts += 1
+        metrics.VALIDATOR_ABORTS.inc()
 
     def _transact(
         self,
@@ -249,7 +345,6 @@ class _Job:
             last[(r.topic, r.partition)] = r.offset
         offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
         producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 60)
-        producer.commit_transaction(120)
 
     def _abort(self, producer: Producer) -> None:
         try:
@@ -339,6 +434,7 @@ def run(
     try:
         _check_topics(consumer, [topics.raw, topics.valid, topics.dlq])
         producer = transactional_producer(kafka, settings, settings.transactional_id)
+        job.producer, job.on_batch = producer, on_batch
         consumer.subscribe(
             [topics.raw], on_assign=job.on_assign, on_revoke=job.on_revoke, on_lost=job.on_revoke
         )
@@ -351,16 +447,9 @@ def run(
             settings.suite_version,
             settings.transactional_id,
         )
-        _loop(
-            job,
-            producer,
-            consumer,
-            stop,
-            max_idle_s=max_idle_s,
-            until_caught_up=until_caught_up,
-            on_batch=on_batch,
-        )
+        _loop(job, producer, consumer, stop, max_idle_s=max_idle_s, until_caught_up=until_caught_up)
     finally:
+        job.close()
         job.stats.seconds = time.monotonic() - started
         consumer.close()
         if producer is not None:
@@ -377,7 +466,6 @@ def _loop(
     *,
     max_idle_s: float | None,
     until_caught_up: bool,
-    on_batch: Callable[[RunStats], None] | None,
 ) -> None:
     last_data = time.monotonic()
     next_lag = last_data + 5.0
@@ -386,8 +474,19 @@ def _loop(
     while not stop.is_set():
         with gc_paused():
             batch = _consume(job, consumer)
-            if batch and job.process(producer, consumer, batch) and on_batch is not None:
-                on_batch(job.stats)
+            if job.discard:  # a commit failed in a rebalance callback of this consume
+                job.discard = False
+                job._rewind(consumer, batch)
+                batch = []
+            if batch:
+                started = time.perf_counter()
+                routed, judged_at = job.judge(batch)
+                if job.settle(consumer, batch):
+                    job.send(
+                        producer, consumer, batch, routed, judged_at=judged_at, started=started
+                    )
+            else:
+                job.settle(consumer, [])
         now = time.monotonic()
         if batch:
             last_data = now
@@ -405,6 +504,7 @@ def _loop(
             job.dedup.evict()
             metrics.VALIDATOR_DEDUP_KEYS.set(len(job.dedup))
             next_evict = now + 30.0
+    job.settle(consumer, [])
 
 
 def _consume(job: _Job, consumer: Consumer) -> list[RawRecord]:
