@@ -10,17 +10,38 @@ mkdir -p "$STATE/logs"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-# Event time: a simulated clock starting three hours ago (on the hour), one
-# minute of event time per wall second, so that windows close within the demo
-# and the range is closed for a replay when it ends.
-read -r START FROM TO LEDGER_FROM LEDGER_TO < <($PY - <<'EOF'
+# Event time: a simulated clock, one minute of event time per wall second, so
+# that windows close within the demo and the range is closed for a replay when
+# it ends. It starts three hours ago (on the hour), or after the event time of
+# the previous demo on this state folder, so that a rerun does not replay the
+# same hour: its records would all be (rightly) late for the streaming windows.
+read -r START FROM TO LEDGER_FROM LEDGER_TO < <($PY - "$STATE/demo-clock" <<'EOF'
+import sys
 from datetime import UTC, datetime, timedelta
-start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+from pathlib import Path
+
+clock = Path(sys.argv[1])
+now = datetime.now(UTC)
+start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+used = datetime.fromisoformat(clock.read_text().strip()) if clock.exists() else None
+if used is not None:
+    after = used + timedelta(minutes=15)
+    after = after.replace(second=0, microsecond=0) + timedelta(minutes=-after.minute % 5)
+    if after + timedelta(minutes=60) <= now:
+        start = max(start, after)
+    elif after > start:
+        print(
+            "note: the previous demos used the event time up to now; this run's records are "
+            "late for the streaming windows (captured in late/). For a fresh start: "
+            f"kappa stack down && rm -rf {clock.parent}",
+            file=sys.stderr,
+        )
+clock.write_text(max(start + timedelta(minutes=60), used or start).isoformat())
 fmt = "%Y-%m-%dT%H:%M:%SZ"
 # The ledger covers every message time of the run: late records and the
 # producer's jitter stamp some before the start; faulty future ones after it.
 print(start.strftime(fmt), start.strftime(fmt), (start + timedelta(minutes=30)).strftime(fmt),
-      (start - timedelta(hours=1)).strftime(fmt), (datetime.now(UTC) + timedelta(hours=1)).strftime(fmt))
+      (start - timedelta(hours=1)).strftime(fmt), (now + timedelta(hours=1)).strftime(fmt))
 EOF
 )
 
