@@ -19,6 +19,14 @@ def _config(prefix: str) -> SettingsConfigDict:
     return SettingsConfigDict(env_prefix=prefix, frozen=True, extra="ignore")
 
 
+def _metrics_port(default: int, what: str = "Prometheus port") -> Any:
+    return Field(default, ge=0, le=65535, description=f"{what} (0: off)")
+
+
+def _metrics_host(what: str = "the metrics endpoint") -> Any:
+    return Field("127.0.0.1", description=f"address {what} binds")
+
+
 class KafkaSettings(BaseSettings):
     """How every process reaches Kafka (``KAPPA_KAFKA_*``)."""
 
@@ -146,8 +154,8 @@ class ProducerSettings(BaseSettings):
 
     rate: float = Field(10.0, ge=0, description="records per second (0: as fast as possible)")
     seed: int | None = Field(None, description="random seed (default: a fresh one per run)")
-    metrics_port: int = Field(9101, ge=0, le=65535, description="Prometheus port (0: off)")
-    metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds")
+    metrics_port: int = _metrics_port(9101)
+    metrics_host: str = _metrics_host()
 
 
 class ReplaySettings(BaseSettings):
@@ -176,8 +184,8 @@ class ReplaySettings(BaseSettings):
         description="offsets per Spark read task: a partition's span is split into tasks "
         "of about this size, so every core has work",
     )
-    metrics_port: int = Field(9104, ge=0, le=65535, description="Prometheus port (0: off)")
-    metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds")
+    metrics_port: int = _metrics_port(9104)
+    metrics_host: str = _metrics_host()
 
     def output_root(self, state_dir: Path) -> str:
         """The output root: the setting, or a folder under the state dir."""
@@ -218,8 +226,8 @@ class ValidatorSettings(BaseSettings):
     transaction_timeout_ms: int = Field(
         60_000, ge=1000, description="producer transaction.timeout.ms"
     )
-    metrics_port: int = Field(9102, ge=0, le=65535, description="Prometheus port (0: off)")
-    metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds")
+    metrics_port: int = _metrics_port(9102)
+    metrics_host: str = _metrics_host()
     quality_dir: Path = Field(
         Path(".kappa/quality"), description="where `kappa quality report` writes GX Data Docs"
     )
@@ -256,10 +264,8 @@ class AirflowSettings(BaseSettings):
     metrics_dir: Path | None = Field(
         None, description="folder of the run metrics text files (default: <home>/metrics)"
     )
-    metrics_port: int = Field(
-        9107, ge=0, le=65535, description="port of `kappa airflow metrics-exporter` (0: off)"
-    )
-    metrics_host: str = Field("127.0.0.1", description="address the metrics exporter binds")
+    metrics_port: int = _metrics_port(9107, "port of `kappa airflow metrics-exporter`")
+    metrics_host: str = _metrics_host("the metrics exporter")
 
     def metrics_path(self) -> Path:
         return self.metrics_dir if self.metrics_dir is not None else self.home / "metrics"
@@ -297,5 +303,5 @@ class AggregateSettings(BaseSettings):
     low_signal_threshold: int = Field(
         2, ge=1, le=5, description="signal_strength at or below this counts as low signal"
     )
-    metrics_port: int = Field(9103, ge=0, le=65535, description="Prometheus port (0: off)")
-    metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds")
+    metrics_port: int = _metrics_port(9103)
+    metrics_host: str = _metrics_host()
