@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any, TypeVar
 
 import click
 
@@ -16,6 +18,15 @@ from producers.exceptions import BadOptionError
 from producers.generator import FaultRates
 from producers.run import ProduceRequest, ProduceStats
 from producers.run import produce as run_produce
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def share_option(name: str, help_text: str) -> Callable[[F], F]:
+    """A fraction of the records, 0 to 1, default 0."""
+    return click.option(
+        name, type=click.FloatRange(0, 1), default=0.0, show_default=True, help=help_text
+    )
 
 
 @click.command()
@@ -40,26 +51,13 @@ from producers.run import produce as run_produce
     default=None,
     help=env_help("random seed; same seed, same records", ProducerSettings, "seed"),
 )
-@click.option(
-    "--bad-rate",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    show_default=True,
-    help="share of records failing a rule (every rule, undecodable bytes included)",
+@share_option(
+    "--bad-rate", "share of records failing a rule (every rule, undecodable bytes included)"
 )
-@click.option(
-    "--duplicate-rate",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    show_default=True,
-    help="share of records repeating a recent call_id",
-)
-@click.option(
+@share_option("--duplicate-rate", "share of records repeating a recent call_id")
+@share_option(
     "--late-rate",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    show_default=True,
-    help="share of valid records whose event time lags 16-45 min (past the watermark)",
+    "share of valid records whose event time lags 16-45 min (past the watermark)",
 )
 @click.option(
     "--clock",
