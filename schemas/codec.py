@@ -180,34 +180,32 @@ _MS_MIN = -62_135_596_800_000  # 0001-01-01T00:00:00Z, datetime's first millisec
 _MS_MAX = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, its last
 
 
-def _varint_tail(buf: bytes, p: int) -> tuple[int, int]:
-    """A zig-zag varint of more than one byte at ``buf[p]``: its value and the next
-    position. At most 10 bytes and 64 bits, as fastavro's C reader holds them, and in
-    its shortest form (what every Avro writer writes), so that the bytes of a value
-    read are the bytes an encoder writes for it."""
-    z = 0
-    shift = 0
-    end = min(len(buf), p + 10)
-    while p < end:
-        b = buf[p]
-        p += 1
-        z |= (b & 0x7F) << shift
-        if b < 0x80:
-            if z >> 64 or b == 0:  # beyond 64 bits, or not the shortest form
-                raise NotCompiled
-            return (z >> 1) ^ -(z & 1), p
-        shift += 7
-    raise NotCompiled
-
-
 def _read_varint(target: str, indent: str) -> list[str]:
+    """Source lines reading a zig-zag varint into ``target``, inline. At most 10 bytes
+    and 64 bits, as fastavro's C reader holds them, and in its shortest form (what
+    every Avro writer writes), so that the bytes of a value read are the bytes an
+    encoder writes for it."""
+    i = indent
     return [
-        f"{indent}b = buf[p]",
-        f"{indent}if b < 0x80:",
-        f"{indent}    {target} = (b >> 1) ^ -(b & 1)",
-        f"{indent}    p += 1",
-        f"{indent}else:",
-        f"{indent}    {target}, p = varint_tail(buf, p)",
+        f"{i}b = buf[p]",
+        f"{i}p += 1",
+        f"{i}if b < 0x80:",
+        f"{i}    {target} = (b >> 1) ^ -(b & 1)",
+        f"{i}else:",
+        f"{i}    z = b & 0x7F",
+        f"{i}    shift = 7",
+        f"{i}    while True:",
+        f"{i}        b = buf[p]",
+        f"{i}        p += 1",
+        f"{i}        z |= (b & 0x7F) << shift",
+        f"{i}        if b < 0x80:",
+        f"{i}            break",
+        f"{i}        shift += 7",
+        f"{i}        if shift > 63:",
+        f"{i}            raise NotCompiled",
+        f"{i}    if b == 0 or z >> 64:",
+        f"{i}        raise NotCompiled",
+        f"{i}    {target} = (z >> 1) ^ -(z & 1)",
     ]
 
 
@@ -330,7 +328,6 @@ def compile_reader(
     )
     namespace: dict[str, Any] = {
         "NotCompiled": NotCompiled,
-        "varint_tail": _varint_tail,
         "EPOCH": _EPOCH,
         "timedelta": timedelta,
     }
