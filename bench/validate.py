@@ -1,7 +1,8 @@
 """Sustained throughput of `kappa validate` on a pre-loaded raw topic, against a baseline
 that only consumes and re-produces the same records in Kafka transactions, in one run.
 
-    .venv/bin/python -m bench.validate [--count 1000000] [--bad-rate 0.02] [--batch-size 10000]
+    .venv/bin/python -m bench.validate [--count 1000000] [--bad-rate 0.02] [--batch-size 100000]
+        [--processes 3]
 
 Both sides read the same pre-loaded topic (3 partitions, Avro CdrRaw, 2% faults of
 every kind) from the beginning with read_committed, in micro-batches of the same
@@ -13,21 +14,29 @@ offsets + commit) and the rest (frame building, routing, Avro encoding). The mac
 is shared, so the baseline runs before and after the validator (the ratio uses their
 mean), and each side's process CPU time per record over the same window is reported
 too: it depends far less on the machine's other load than wall time does.
+
+``--processes N`` (N > 1) then also runs N validator processes in one consumer
+group (static members, one transactional id each) over the same raw topic into
+fresh valid/DLQ topics: the way to use more than one core. Its rate counts every
+record over the time from the first process's first ``consume`` (after its GX
+start-up) to the last commit of any process: group joins and rebalances included.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from confluent_kafka import KafkaError, TopicPartition
 
 from bench.common import bench_stack, write_results
 from kappa import clients
-from kappa.settings import KafkaSettings, TopicSettings, ValidatorSettings
+from kappa.settings import KafkaSettings, RegistrySettings, TopicSettings, ValidatorSettings
 from kappa.stack.topics import delete_topics, ensure_topics
 from producers.clock import WallClock
 from producers.generator import FaultRates
@@ -126,7 +135,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--bad-rate", type=float, default=0.02)
-    parser.add_argument("--batch-size", type=int, default=50_000)
+    parser.add_argument("--batch-size", type=int, default=100_000)
+    parser.add_argument("--processes", type=int, default=1)
     args = parser.parse_args()
     with bench_stack() as stack:
         tag = uuid.uuid4().hex[:8]
@@ -139,6 +149,8 @@ def main() -> None:
         )
         copy_topic = f"bench.copy.{tag}"
         names = [topics.raw, topics.valid, topics.dlq, copy_topic]
+        if args.processes > 1:
+            names += [f"bench.valid-n.{tag}", f"bench.dlq-n.{tag}"]
         ensure_topics(stack.kafka, names, partitions=3, retention_ms=topics.retention_ms)
         try:
             figures = _run(stack, topics, copy_topic, args)
@@ -186,6 +198,14 @@ def _run(
 
     base = baseline(stack.kafka, topics.raw, copy_topic, args.batch_size, settings)
     print(f"baseline after: {base['sustained_records_per_s']:,}/s")
+    parallel = None
+    if args.processes > 1:
+        tag = topics.raw.rsplit(".", 1)[-1]
+        many = topics.model_copy(
+            update={"valid": f"bench.valid-n.{tag}", "dlq": f"bench.dlq-n.{tag}"}
+        )
+        parallel = processes(stack.kafka, stack.registry, many, settings, args.processes)
+        print(f"{args.processes} validators: {parallel['sustained_records_per_s']:,}/s")
     base_rate = (before["sustained_records_per_s"] + base["sustained_records_per_s"]) / 2
     base_cpu = (before["cpu_us_per_record"] + base["cpu_us_per_record"]) / 2
     n = max(stats.records_in, 1)
@@ -225,6 +245,100 @@ def _run(
         "cpu_ratio_baseline_to_validator": round(base_cpu / cpu_us, 3) if cpu_us else None,
         "load_average_1m_after": round(os.getloadavg()[0], 2),
         "target_records_per_s": 50_000,
+        **(
+            {
+                "validator_processes": parallel,
+                "ratio_processes_to_baseline": round(
+                    parallel["sustained_records_per_s"] / base_rate, 3
+                )
+                if base_rate
+                else None,
+            }
+            if parallel is not None
+            else {}
+        ),
+    }
+
+
+def _one_validator(
+    kafka: KafkaSettings,
+    registry: RegistrySettings,
+    topics: TopicSettings,
+    settings: ValidatorSettings,
+) -> dict[str, Any]:
+    """One validator process of ``processes``: its counts and (wall, cpu, records) per batch."""
+    ticks: list[tuple[float, float, int]] = []
+
+    def on_batch(stats: RunStats) -> None:
+        ticks.append((time.time(), time.process_time(), stats.records_in))
+
+    entered = time.time()
+    cpu0 = time.process_time()
+
+    stats = run(
+        kafka, registry, topics, settings, until_caught_up=True, max_idle_s=30, on_batch=on_batch
+    )
+    return {
+        "records": stats.records_in,
+        "valid": stats.valid,
+        "dead_lettered": stats.dead,
+        "by_rule": dict(stats.by_rule),
+        "startup_seconds": stats.startup_seconds,
+        "consuming_from": entered + stats.startup_seconds,
+        "cpu_seconds": time.process_time() - cpu0,
+        "ticks": ticks,
+    }
+
+
+def processes(
+    kafka: KafkaSettings,
+    registry: RegistrySettings,
+    topics: TopicSettings,
+    settings: ValidatorSettings,
+    n: int,
+) -> dict[str, Any]:
+    """``n`` validator processes in one consumer group over the whole raw topic."""
+    group = f"bench-validators-{uuid.uuid4().hex[:8]}"
+    each = [
+        settings.model_copy(update={"group_id": group, "transactional_id": f"{group}-{i}"})
+        for i in range(n)
+    ]
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(n, mp_context=ctx) as pool:
+        futures = [pool.submit(_one_validator, kafka, registry, topics, s) for s in each]
+        results = [f.result() for f in futures]
+    ticked = [r for r in results if r["ticks"]]
+    start = min(r["consuming_from"] for r in results)
+    end = max(r["ticks"][-1][0] for r in ticked)
+    counted = sum(r["records"] for r in results)
+    cpu = sum(r["cpu_seconds"] for r in results)
+    # While every process runs: from the last first commit to the first last commit.
+    t_a = max(r["ticks"][0][0] for r in ticked)
+    t_b = min(r["ticks"][-1][0] for r in ticked)
+
+    def committed_by(r: dict[str, Any], t: float) -> int:
+        return max((k for w, _, k in r["ticks"] if w <= t), default=0)
+
+    together = sum(committed_by(r, t_b) - committed_by(r, t_a) for r in ticked)
+    by_rule: dict[str, int] = {}
+    for r in results:
+        for rule, k in r["by_rule"].items():
+            by_rule[rule] = by_rule.get(rule, 0) + k
+    return {
+        "processes": n,
+        "records": sum(r["records"] for r in results),
+        "valid": sum(r["valid"] for r in results),
+        "dead_lettered": sum(r["dead_lettered"] for r in results),
+        "by_rule": dict(sorted(by_rule.items())),
+        "records_per_process": [r["records"] for r in results],
+        "seconds": round(end - start, 2),
+        "sustained_records_per_s": round(counted / (end - start)) if end > start else 0,
+        "cpu_us_per_record_with_startup": round(cpu / counted * 1e6, 1) if counted else None,
+        "all_running": {
+            "seconds": round(t_b - t_a, 2),
+            "records": together,
+            "records_per_s": round(together / (t_b - t_a)) if t_b > t_a else None,
+        },
     }
 
 
