@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from schemas import SchemaName, load_schema, rules
@@ -155,20 +156,27 @@ def raw_signature() -> str:
     return signature(load_schema(SchemaName.CDR_RAW))
 
 
+def _categorical(values: list[Any]) -> Any:
+    """``values`` (strings or None) as a categorical: factorized once, no sorting."""
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object))
+    return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(uniques), validate=False)
+
+
 def frame_of(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """The suite's DataFrame, built column by column (the same dtypes as from records:
-    int64, float64 where a value is null, object strings for call_id) with the
-    repetitive strings as categoricals: ``call_type``, ``tower_id``, and the two phone
-    numbers on one shared set of categories (so that comparing them compares codes).
-    A null is a missing code, as ``isnull`` sees it."""
+    int64, or float64 where a value is null) with the strings as categoricals, so that
+    GX's null checks, filters and copies work on integer codes: ``call_id``,
+    ``call_type``, ``tower_id``, and the two phone numbers on one shared set of
+    categories (so that comparing them compares codes). A null is a missing code, as
+    ``isnull`` sees it. The tests hold GX's answers on this frame to its answers on
+    plain object columns."""
     columns: dict[str, Any] = {c: [row[c] for row in rows] for c in FRAME_COLUMNS}
     n = len(rows)
-    codes, phones = pd.factorize(columns["caller_num"] + columns["callee_num"])
-    numbers = pd.CategoricalDtype(phones)
-    columns["caller_num"] = pd.Categorical.from_codes(codes[:n], dtype=numbers)
-    columns["callee_num"] = pd.Categorical.from_codes(codes[n:], dtype=numbers)
-    columns["tower_id"] = pd.Categorical(columns["tower_id"])
-    columns["call_type"] = pd.Categorical(columns["call_type"])
+    phones = _categorical(columns["caller_num"] + columns["callee_num"])
+    columns["caller_num"] = phones[:n]
+    columns["callee_num"] = phones[n:]
+    for c in ("call_id", "tower_id", "call_type"):
+        columns[c] = _categorical(columns[c])
     return pd.DataFrame(columns, copy=False)
 
 
