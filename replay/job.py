@@ -177,6 +177,21 @@ def with_partitions(cdrs: DataFrame) -> DataFrame:
 # -- the job ---------------------------------------------------------------------------------
 
 
+class Stopwatch:
+    """Seconds per named stage of a run, for the manifest (where a replay spends its time)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.monotonic() - began, 3)
+
+
 def run(
     spark: SparkSession, plan: ReplayPlan, ctx: ReplayContext, run_id: str | None = None
 ) -> dict[str, Any]:
@@ -202,44 +217,52 @@ def run(
     )
     cached: DataFrame | None = None
     try:
+        stage = Stopwatch()
         with Progress(spark, enabled=ctx.progress), write_conf(spark):
             source = read_offsets(spark, ctx.kafka, plan, ctx.records_per_task)
             cached = decode(spark, source, ctx, plan.topic).persist(StorageLevel.MEMORY_AND_DISK)
-            counts = _counts(cached, plan)
+            with stage("read_decode_count"):
+                counts = _counts(cached, plan)
             if counts["totals"]["undecodable"]:
                 # Errors are data: kept with their coordinates, counted in the manifest.
                 log.warning(
                     "undecodable records in the replayed offsets count=%s",
                     counts["totals"]["undecodable"],
                 )
-                (
-                    undecodable(source, ctx, plan.topic)
-                    .coalesce(1)
-                    .write.mode("errorifexists")
-                    .parquet(join(staging, UNDECODABLE_DIR))
-                )
+                with stage(UNDECODABLE_DIR):
+                    (
+                        undecodable(source, ctx, plan.topic)
+                        .coalesce(1)
+                        .write.mode("errorifexists")
+                        .parquet(join(staging, UNDECODABLE_DIR))
+                    )
             rows = in_range(cached, plan)
-            (
-                with_partitions(rows)
-                .write.mode("errorifexists")
-                .partitionBy(*PARTITION_COLUMNS)
-                .parquet(join(staging, CDR_DIR))
-            )
+            with stage(CDR_DIR):
+                (
+                    with_partitions(rows)
+                    .write.mode("errorifexists")
+                    .partitionBy(*PARTITION_COLUMNS)
+                    .parquet(join(staging, CDR_DIR))
+                )
             rates = transforms.RateCard.from_settings(ctx.aggregate)
             window = ctx.aggregate.window
-            (
-                transforms.billing(rows, rates, window)
-                .coalesce(1)
-                .write.mode("errorifexists")
-                .parquet(join(staging, BILLING_DIR))
-            )
-            (
-                transforms.network_health(rows, ctx.aggregate.low_signal_threshold, window)
-                .coalesce(1)
-                .write.mode("errorifexists")
-                .parquet(join(staging, NETWORK_DIR))
-            )
-            summary = _summary(spark, counts["totals"]["records"], staging)
+            with stage(BILLING_DIR):
+                (
+                    transforms.billing(rows, rates, window)
+                    .coalesce(1)
+                    .write.mode("errorifexists")
+                    .parquet(join(staging, BILLING_DIR))
+                )
+            with stage(NETWORK_DIR):
+                (
+                    transforms.network_health(rows, ctx.aggregate.low_signal_threshold, window)
+                    .coalesce(1)
+                    .write.mode("errorifexists")
+                    .parquet(join(staging, NETWORK_DIR))
+                )
+            with stage("summary"):
+                summary = _summary(spark, counts["totals"]["records"], staging)
+        summary["stage_seconds"] = stage.seconds
         summary["seconds"] = round(time.monotonic() - started, 3)
         manifest = _manifest(plan, run_id, counts, summary, ctx)
         fs.write_text(join(staging, MANIFEST), json.dumps(manifest, indent=2) + "\n")

@@ -121,6 +121,7 @@ def summary_text(manifest: dict[str, Any]) -> str:
     c = manifest["counts"]
     r = manifest["range"]
     cur = manifest.get("aggregation", {}).get("rates", {}).get("currency", "")
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in s.get("stage_seconds", {}).items())
     return (
         f"replayed [{r['from']}, {r['to']}) in {s['seconds']:.1f} s\n"
         f"  records   {s['records']:>12,}   (read {c['read']:,}: {c['before_range']:,} before, "
@@ -129,5 +130,6 @@ def summary_text(manifest: dict[str, Any]) -> str:
         f"  towers    {s['towers']:>12,}\n"
         f"  revenue   {s['revenue']:>12,.2f} {cur}\n"
         f"  schema ids {', '.join(manifest['schema_ids']) or '-'}\n"
+        f"  stages    {stages or '-'}\n"
         f"  output    {manifest.get('path', '')}"
     )
