@@ -15,7 +15,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
@@ -71,8 +71,9 @@ class WireEncoder:
         return self._header + self._body(record)
 
 
-@dataclass(frozen=True, slots=True)
-class Decoded:
+class Decoded(NamedTuple):
+    """A decoded record (a named tuple: one is built per record on the hot path)."""
+
     record: dict[str, Any]
     schema_id: int
     writer_fields: frozenset[str]
@@ -117,6 +118,8 @@ class WireDecoder:
         self._millis = millis
         self._spans = spans
         self._schemas: dict[int, WriterSchema | None] = {}
+        # Framed headers of registered schemas the compiled reader reads: the hot path.
+        self._compiled: dict[bytes, WriterSchema] = {}
 
     def writer(self, schema_id: int) -> WriterSchema | None:
         if schema_id not in self._schemas:
@@ -146,13 +149,16 @@ class WireDecoder:
                 if isinstance(schema, dict)
                 else None
             )
-            self._schemas[schema_id] = WriterSchema(
+            writer = WriterSchema(
                 parse_schema(schema),
                 frozenset(f["name"] for f in fields),
                 reader,
                 millis,
                 signature(schema),
             )
+            self._schemas[schema_id] = writer
+            if reader is not None:
+                self._compiled[_HEADER.pack(MAGIC_BYTE, schema_id)] = writer
         return self._schemas[schema_id]
 
     def writer_schema(self, schema_id: int) -> tuple[Any, frozenset[str]] | None:
@@ -160,6 +166,23 @@ class WireDecoder:
         return None if writer is None else (writer.parsed, writer.fields)
 
     def decode(self, value: bytes | None) -> Decoded | Undecodable:
+        if value:
+            hot = self._compiled.get(value[:5])
+            if hot is not None and hot.read is not None:
+                try:
+                    if self._spans:
+                        got: tuple[dict[str, Any], tuple[int, ...]] = hot.read(value)
+                        return Decoded(
+                            got[0], _HEADER.unpack_from(value)[1], hot.fields, hot.signature, got[1]
+                        )
+                    return Decoded(
+                        hot.read(value), _HEADER.unpack_from(value)[1], hot.fields, hot.signature
+                    )
+                except (ValueError, IndexError):
+                    pass  # the general path below asks fastavro
+        return self._decode(value)
+
+    def _decode(self, value: bytes | None) -> Decoded | Undecodable:
         if not value:
             return Undecodable("empty", "no value bytes")
         if len(value) < _HEADER.size:
