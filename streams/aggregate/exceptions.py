@@ -21,3 +21,7 @@ class UnknownSchemaIdError(AggregateError):
 
 class SourceUnavailableError(AggregateError):
     """The broker, the registry or the source topic cannot be reached."""
+
+
+class IncompatibleCheckpointError(AggregateError):
+    """The checkpoint was written by another shape of the query."""

@@ -1,33 +1,35 @@
 """The aggregation job: one streaming query from ``cdr.valid`` to the real-time tables.
 
-Shape of the query (one Kafka read, one checkpoint)::
+Shape of the query (one Kafka scan per micro-batch, one checkpoint)::
 
-    Kafka cdr.valid ─► decode (every writer schema id) ─┬─► undecodable rows ───────────┐
-                                                        └─► watermark 10 min on event_time
-                                                              ├─► billing(...)        ─┤ union
-                                                              ├─► network_health(...) ─┤ (kind)
-                                                              └─► the rows themselves ─┘
-                                                                             │
-                            foreachBatch: billing_realtime/, network_realtime/, late/ (Parquet)
-                                          cdr.billing.5m, cdr.network.5m, cdr.late (Avro)
+    Kafka cdr.valid ─► foreachBatch(batch N):
+        decode once (every writer schema id)
+        └─► explode: each on-time CDR as (billing, caller) and (network, tower);
+            late rows and undecodable bytes as their own kind
+            └─► one aggregation per (window, kind, key)         ─┐  transforms.keyed_partial
+        open windows of batch N-1 (checkpoint/windows/N-1) ─────┤  transforms.keyed_merge
+                                                                 ├─► closed: billing_realtime/,
+                                                                 │   network_realtime/ (Parquet),
+                                                                 │   cdr.billing.5m, cdr.network.5m
+                                                                 └─► open: checkpoint/windows/N
+        late/undecodable rows (only when the batch has some): late/, cdr.late, undecodable/
 
-Both aggregations run in append mode over 5-minute tumbling windows, so each
-window row is emitted once, when the watermark passes its end. The third branch
-lets the batch function see every row read and capture, exactly, those the
-aggregations dropped as late (``late``). Everything is checkpointed under
-``<checkpoint_dir>``: a restart resumes at the first uncommitted batch and the
-sinks replace or repeat that batch's output idempotently (``sinks``).
+Windows are 5-minute tumbling windows in append mode: each window row is written
+once, when the watermark (max event time - 10 min) passes its end; a row whose
+window was already written is late and captured whole (``late``). The window
+state is the job's own (``state``), written under the checkpoint with each batch
+id, so a batch redone after a crash starts from the same state and replaces its
+own output (``sinks``): no window row missing or doubled.
+
+The earlier shape of this query unioned three scans of the topic (two Spark
+stateful aggregations and the rows themselves) and decoded every record three
+times; this one reads and decodes it once (``bench/aggregate``).
 
 Spark behaviours this module works with (pinned by ``tests/streams/aggregate``):
 
-- the aggregation drops a row when its window ended at or before the watermark of
-  the *previous* batch, and closes windows with the current one (``late``);
-- Spark's ``availableNow`` trigger stops before the no-data batch that closes the
-  last windows, so ``run(until_idle=True)`` uses a short processing-time trigger and
-  stops once the newest batch is committed and nothing moves (``drain``);
-- the watermark a batch computed is persisted only with the next batch: a restart
-  right after a data batch resumes with the older watermark, and the windows it would
-  have closed are written when the next data arrives;
+- Spark's ``availableNow`` trigger stops once the offsets are drained, so
+  ``run(until_idle=True)`` uses a short processing-time trigger and stops once the
+  newest batch is committed and nothing moves (``drain``);
 - Spark 4.1.1's Kafka source fails the progress report of a batch re-run after a
   restart (its output and commit are already written); ``recoverable`` restarts once.
 """
@@ -38,14 +40,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from pyspark.errors import StreamingQueryException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as sf
 from pyspark.sql.streaming.query import StreamingQuery
 from pyspark.sql.window import Window
@@ -65,16 +68,34 @@ from streams.aggregate.decode import Decoders, decode, unknown_id_in
 from streams.aggregate.exceptions import (
     AggregateError,
     BadSettingError,
+    IncompatibleCheckpointError,
     SourceUnavailableError,
 )
-from streams.aggregate.late import LATE_COLUMNS, batch_clock, late_rows
+from streams.aggregate.late import LATE_COLUMNS, batch_timestamp_ms, late_rows
 from streams.aggregate.sinks import ParquetTables, avro_value, window_key, write_kafka
+from streams.aggregate.state import (
+    Stamp,
+    WindowState,
+    check_shape,
+    incompatible_message,
+    interval_ms,
+    move_aside,
+)
 from streams.aggregate.transforms import (
+    BILLING_KIND,
     BILLING_SCHEMA,
+    CDR_SCHEMA,
+    NETWORK_KIND,
     NETWORK_SCHEMA,
     RateCard,
-    billing,
-    network_health,
+    billing_final,
+    billing_slice,
+    keyed_merge,
+    keyed_partial,
+    keys,
+    network_final,
+    network_slice,
+    window_of,
 )
 
 log = logging.getLogger(__name__)
@@ -86,6 +107,9 @@ LATE_TABLE = "late"
 UNDECODABLE_TABLE = "undecodable"
 BILLING_COLUMNS = tuple(f.name for f in BILLING_SCHEMA.fields)
 NETWORK_COLUMNS = tuple(f.name for f in NETWORK_SCHEMA.fields)
+CDR_COLUMNS = tuple(f.name for f in CDR_SCHEMA.fields if f.name != "callee_num")
+LATE, UNDECODABLE, CDR = "late", "undecodable", "cdr"
+TABLES = (BILLING_TABLE, NETWORK_TABLE, LATE_TABLE, UNDECODABLE_TABLE)
 UNDECODABLE_COLUMNS = (
     "value",
     "schema_id",
@@ -196,56 +220,36 @@ def kafka_source(
     return reader.load()
 
 
-def build(
-    source: DataFrame, decoders: Decoders, settings: AggregateSettings, *, aggregate: bool = True
-) -> DataFrame:
-    """The query's plan over a Kafka source DataFrame: the union of all branches by ``kind``.
-
-    ``aggregate=False`` leaves out the two windowed aggregations (the benchmark's baseline).
-    """
-    framed = decode(
-        source.select(
-            "value",
-            sf.col("partition").alias("source_partition"),
-            sf.col("offset").alias("source_offset"),
-            sf.col("timestamp").alias("source_timestamp"),
-        ),
-        decoders,
+def source_rows(source: DataFrame) -> DataFrame:
+    """The streaming plan: the Kafka columns the batch function needs, nothing stateful."""
+    return source.select(
+        "value",
+        sf.col("partition").alias("source_partition"),
+        sf.col("offset").alias("source_offset"),
+        sf.col("timestamp").alias("source_timestamp"),
     )
-    # Each branch of the union below reads the source again (Spark does not share a
-    # streaming scan), so the rows and the undecodable values share one branch.
+
+
+def decoded_rows(batch: DataFrame, decoders: Decoders) -> DataFrame:
+    """A micro-batch's Kafka rows decoded once: the ``Cdr`` columns the transforms and
+    the late capture read, ``ok`` (a record), and the raw value of undecodable rows."""
+    framed = decode(batch, decoders)
     ok = sf.col("decoded").isNotNull()
-    out = framed.select(
-        sf.when(ok, sf.lit("cdr")).otherwise(sf.lit("undecodable")).alias("kind"),
-        sf.col("decoded.call_id").alias("call_id"),
-        sf.col("decoded.caller_num").alias("caller_num"),
-        sf.col("decoded.tower_id").alias("tower_id"),
+    return framed.select(
+        ok.alias("ok"),
+        *[sf.col(f"decoded.{c}").alias(c) for c in CDR_COLUMNS if c != "call_type"],
         sf.col("decoded.call_type").cast("string").alias("call_type"),
-        sf.col("decoded.event_time").alias("event_time"),
         "source_partition",
         "source_offset",
         sf.when(~ok, sf.col("value")).alias("value"),
         sf.when(~ok, sf.col("schema_id")).alias("schema_id"),
         sf.when(~ok, sf.col("source_timestamp")).alias("source_timestamp"),
     )
-    cdrs = (
-        framed.where(ok)
-        .select("decoded.*", "source_partition", "source_offset")
-        .withWatermark("event_time", settings.watermark)
-    )
-    if aggregate:
-        bill = billing(cdrs, RateCard.from_settings(settings), settings.window)
-        net = network_health(cdrs, settings.low_signal_threshold, settings.window)
-        out = (
-            bill.withColumn("kind", sf.lit("billing"))
-            .unionByName(net.withColumn("kind", sf.lit("network")), allowMissingColumns=True)
-            .unionByName(out, allowMissingColumns=True)
-        )
-    return out
 
 
 class BatchWriter:
-    """The ``foreachBatch`` function: splits a batch by kind and writes every sink."""
+    """The ``foreachBatch`` function: decode once, capture late rows, fold the rest into
+    the open windows (``state``), write the windows the watermark closed to every sink."""
 
     def __init__(
         self,
@@ -255,58 +259,86 @@ class BatchWriter:
         kafka: KafkaSettings,
         outputs: OutputTopics | None,
         *,
+        decoders: Decoders,
+        aggregate: bool = True,
         after_parquet: BatchHook | None = None,
     ) -> None:
         self.settings = settings
         self.paths = paths
         self.tables = ParquetTables(spark, paths.output)
+        self.state = WindowState(spark, paths.checkpoint)
         self.kafka_options = kafka.spark_options()
         self.outputs = outputs
+        self.decoders = decoders
+        self.aggregate = aggregate
         self.after_parquet = after_parquet
+        self.delay_ms = interval_ms(settings.watermark)
+        self.rates = RateCard.from_settings(settings)
         self.history: list[BatchCounts] = []
 
     def __call__(self, df: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
-        clock = batch_clock(self.paths.checkpoint, batch_id)
-        threshold = sf.timestamp_millis(sf.lit(clock.late_threshold_ms))
-        # Keep the aggregates and the rows that can be late; the rest of the batch's
-        # rows are not needed past this point (a late row's event time is before W(N-1)).
-        kept = df.where((sf.col("kind") != sf.lit("cdr")) | (sf.col("event_time") < threshold))
-        kept = kept.persist()
+        before = self.state.before(batch_id)
+        partial = self._partial(decoded_rows(df, self.decoders), before).persist()
         try:
-            counts = {r["kind"]: int(r["count"]) for r in kept.groupBy("kind").count().collect()}
+            stats = {
+                r["kind"]: r
+                for r in partial.groupBy("kind")
+                .agg(sf.sum("events").alias("n"), sf.max("max_event_time").alias("top"))
+                .collect()
+            }
+            tops = [r["top"] for k, r in stats.items() if k not in {LATE, UNDECODABLE}]
+            top = max((t for t in tops if t is not None), default=None)
+            after = before.advanced(
+                batch_id, None if top is None else int(top.timestamp() * 1000), self.delay_ms
+            )
             result = BatchCounts(
                 batch_id,
-                counts.get("billing", 0),
-                counts.get("network", 0),
-                0,
-                counts.get("undecodable", 0),
+                late_rows=int(stats[LATE]["n"]) if LATE in stats else 0,
+                undecodable_rows=int(stats[UNDECODABLE]["n"]) if UNDECODABLE in stats else 0,
             )
-            if "window_start" in df.columns:
-                bill = kept.where(sf.col("kind") == "billing").select(*BILLING_COLUMNS)
-                net = kept.where(sf.col("kind") == "network").select(*NETWORK_COLUMNS)
-            else:  # the plan without the aggregations (the benchmark's baseline)
-                bill = net = kept.limit(0)
+            merged = None
+            if self.aggregate:
+                on_time = partial.where(~sf.col("kind").isin(LATE, UNDECODABLE, CDR))
+                merged = keyed_merge(
+                    self.state.open_windows(before).unionByName(on_time.drop("max_event_time"))
+                ).persist()
+                # Counting computes ``merged`` (from ``partial``) before that is dropped.
+                counts = _split_counts(merged, _closed(after))
+                result.billing_rows, result.network_rows = counts[0], counts[1]
+                after = replace(after, billing_rows=counts[2], network_rows=counts[3])
+        finally:
+            partial.unpersist()
+        # Late and undecodable rows are written whole: only a batch that has some reads
+        # its Kafka range a second time, keeping just those rows.
+        late = undecodable = None
+        if result.late_rows:
+            captured_ms = batch_timestamp_ms(self.paths.checkpoint, batch_id)
             late = late_rows(
-                kept.where(sf.col("kind") == "cdr"),
-                clock.late_threshold_ms,
-                clock.batch_timestamp_ms,
+                decoded_rows(df, self.decoders).where(sf.col("ok")),
+                before.watermark_ms,
+                captured_ms,
                 self.settings.window,
             ).persist()
-            try:
-                result.late_rows = late.count() if counts.get("cdr", 0) else 0
-                self._write_parquet(
-                    result, bill, net, late, kept.where(sf.col("kind") == "undecodable")
-                )
-                if self.after_parquet is not None:
-                    self.after_parquet(batch_id)
-                if self.outputs is not None:
-                    self._write_kafka(result, bill, net, late)
-                self._publish(result, bill, net)
-            finally:
-                late.unpersist()
+        if result.undecodable_rows:
+            undecodable = (
+                decoded_rows(df, self.decoders)
+                .where(~sf.col("ok"))
+                .select(*UNDECODABLE_COLUMNS)
+                .persist()
+            )
+        try:
+            self._fold(
+                result,
+                after=after,
+                merged=merged,
+                late=late,
+                undecodable=undecodable,
+            )
         finally:
-            kept.unpersist()
+            for frame in (merged, late, undecodable):
+                if frame is not None:
+                    frame.unpersist()
         self.history.append(result)
         log.info(
             "batch id=%s billing=%s network=%s late=%s undecodable=%s seconds=%.2f watermark_ms=%s",
@@ -316,35 +348,78 @@ class BatchWriter:
             result.late_rows,
             result.undecodable_rows,
             time.perf_counter() - started,
-            clock.watermark_ms,
+            after.watermark_ms,
         )
+
+    def _partial(self, rows: DataFrame, before: Stamp) -> DataFrame:
+        """One aggregation over the batch: billing and tower partials of the rows on time,
+        plus the number of late and of undecodable rows (their own ``kind``)."""
+        window = self.settings.window
+        threshold = sf.timestamp_millis(sf.lit(before.watermark_ms))
+        is_late = window_of(sf.col("event_time"), window).end <= threshold
+        on_time = keys() if self.aggregate else sf.array(_pair(CDR))
+        kinds = (
+            sf.when(~sf.col("ok"), sf.array(_pair(UNDECODABLE)))
+            .when(is_late, sf.array(_pair(LATE)))
+            .otherwise(on_time)
+        )
+        keyed = rows.select(*CDR_COLUMNS, sf.explode(kinds).alias("k")).select(
+            *CDR_COLUMNS, "k.kind", "k.key"
+        )
+        return keyed_partial(keyed, self.settings.low_signal_threshold, window)
+
+    def _fold(
+        self,
+        result: BatchCounts,
+        *,
+        after: Stamp,
+        merged: DataFrame | None,
+        late: DataFrame | None,
+        undecodable: DataFrame | None,
+    ) -> None:
+        """Split the merged windows into closed (written) and open (the next state)."""
+        closed = _closed(after)
+        still_open = bill = net = None
+        if merged is not None:
+            bill = billing_final(billing_slice(merged.where(closed)), self.rates)
+            net = network_final(network_slice(merged.where(closed)))
+            still_open = merged.where(~closed)
+        self._write_parquet(result, bill, net, late, undecodable)
+        if self.after_parquet is not None:
+            self.after_parquet(result.batch_id)
+        if self.outputs is not None:
+            self._write_kafka(result, bill, net, late)
+        self.state.write(after, still_open)
+        self._publish(result, after, bill, net)
 
     def _write_parquet(
         self,
         n: BatchCounts,
-        bill: DataFrame,
-        net: DataFrame,
-        late: DataFrame,
-        undecodable: DataFrame,
+        bill: DataFrame | None,
+        net: DataFrame | None,
+        late: DataFrame | None,
+        undecodable: DataFrame | None,
     ) -> None:
-        if n.billing_rows:
+        if n.billing_rows and bill is not None:
             self.tables.write(bill, BILLING_TABLE, n.batch_id)
-        if n.network_rows:
+        if n.network_rows and net is not None:
             self.tables.write(net, NETWORK_TABLE, n.batch_id)
-        if n.late_rows:
+        if n.late_rows and late is not None:
             self.tables.write(late, LATE_TABLE, n.batch_id)
-        if n.undecodable_rows:
-            self.tables.write(
-                undecodable.select(*UNDECODABLE_COLUMNS), UNDECODABLE_TABLE, n.batch_id
-            )
+        if n.undecodable_rows and undecodable is not None:
+            self.tables.write(undecodable, UNDECODABLE_TABLE, n.batch_id)
 
     def _write_kafka(
-        self, n: BatchCounts, bill: DataFrame, net: DataFrame, late: DataFrame
+        self,
+        n: BatchCounts,
+        bill: DataFrame | None,
+        net: DataFrame | None,
+        late: DataFrame | None,
     ) -> None:
         out = self.outputs
         assert out is not None
         opts = self.kafka_options
-        if n.billing_rows:
+        if n.billing_rows and bill is not None:
             write_kafka(
                 bill,
                 window_key("caller_num"),
@@ -357,7 +432,7 @@ class BatchWriter:
                 out.billing,
                 opts,
             )
-        if n.network_rows:
+        if n.network_rows and net is not None:
             write_kafka(
                 net,
                 window_key("tower_id"),
@@ -367,7 +442,7 @@ class BatchWriter:
                 out.network,
                 opts,
             )
-        if n.late_rows:
+        if n.late_rows and late is not None:
             write_kafka(
                 late,
                 sf.col("call_id"),
@@ -376,17 +451,47 @@ class BatchWriter:
                 opts,
             )
 
-    def _publish(self, n: BatchCounts, bill: DataFrame, net: DataFrame) -> None:
+    def _publish(
+        self, n: BatchCounts, after: Stamp, bill: DataFrame | None, net: DataFrame | None
+    ) -> None:
         metrics.AGGREGATE_LATE_RECORDS.inc(n.late_rows)
+        metrics.AGGREGATE_DROPPED_BY_WATERMARK.inc(n.late_rows)
         metrics.AGGREGATE_UNDECODABLE_RECORDS.inc(n.undecodable_rows)
         metrics.AGGREGATE_WINDOW_ROWS.labels(table=BILLING_TABLE).inc(n.billing_rows)
         metrics.AGGREGATE_WINDOW_ROWS.labels(table=NETWORK_TABLE).inc(n.network_rows)
+        metrics.AGGREGATE_STATE_ROWS.labels(operator="billing-windows").set(after.billing_rows)
+        metrics.AGGREGATE_STATE_ROWS.labels(operator="network-windows").set(after.network_rows)
+        if after.watermark_ms > 0:
+            metrics.AGGREGATE_WATERMARK_SECONDS.set(after.watermark_ms / 1000.0)
         if not (n.billing_rows or n.network_rows):
             return
         # Only the newest window of each table feeds the business gauges.
         record_closed_window(
-            _newest(bill) if n.billing_rows else [], _newest(net) if n.network_rows else []
+            _newest(bill) if n.billing_rows and bill is not None else [],
+            _newest(net) if n.network_rows and net is not None else [],
         )
+
+
+def _closed(after: Stamp) -> Column:
+    """Windows the watermark after this batch has passed: final, written now."""
+    return sf.col("window_end") <= sf.timestamp_millis(sf.lit(after.watermark_ms))
+
+
+def _pair(kind: str) -> Column:
+    return sf.struct(sf.lit(kind).alias("kind"), sf.lit(None).cast("string").alias("key"))
+
+
+def _split_counts(merged: DataFrame, closed: Column) -> tuple[int, int, int, int]:
+    """Closed billing rows, closed tower rows, open billing rows, open tower rows."""
+    billing = sf.col("kind") == sf.lit(BILLING_KIND)
+    network = sf.col("kind") == sf.lit(NETWORK_KIND)
+    row = merged.agg(
+        *[
+            sf.count(sf.when(c, sf.lit(1)))
+            for c in (closed & billing, closed & network, ~closed & billing, ~closed & network)
+        ]
+    ).collect()[0]
+    return int(row[0]), int(row[1]), int(row[2]), int(row[3])
 
 
 def _newest(df: DataFrame) -> list[Any]:
@@ -449,15 +554,25 @@ def start(
 ) -> AggregateQuery:
     """Check the source, register the output schemas and start the query."""
     check_source(kafka, topics)
+    # The one aggregation keeps a caller set per group: hash-based for every group
+    # of a batch rather than falling back to sorting after 128 keys.
+    spark.conf.set("spark.sql.objectHashAggregate.sortBased.fallbackThreshold", "1000000")
     reg = clients.registry(registry)
     decoders = decoders or Decoders.fetch(reg, topics.valid)
     outputs = register_outputs(reg, topics) if kafka_outputs else None
     paths = Paths.resolve(settings, stack, output)
-    paths.checkpoint.mkdir(parents=True, exist_ok=True)
-    plan = build(
-        kafka_source(spark, kafka, topics.valid, settings), decoders, settings, aggregate=aggregate
+    check_shape(paths.checkpoint)
+    plan = source_rows(kafka_source(spark, kafka, topics.valid, settings))
+    writer = BatchWriter(
+        spark,
+        settings,
+        paths,
+        kafka,
+        outputs,
+        decoders=decoders,
+        aggregate=aggregate,
+        after_parquet=after_parquet,
     )
-    writer = BatchWriter(spark, settings, paths, kafka, outputs, after_parquet=after_parquet)
     stream = (
         plan.writeStream.queryName(QUERY_NAME)
         .outputMode("append")
@@ -472,7 +587,12 @@ def start(
     except (ValueError, TypeError) as exc:
         msg = f"bad trigger {trigger or settings.trigger!r}: {exc}"
         raise BadSettingError(msg) from exc
-    query = stream.start()
+    try:
+        query = stream.start()
+    except Exception as exc:
+        if _checkpoint_mismatch(str(exc)):
+            raise IncompatibleCheckpointError(incompatible_message(paths.checkpoint)) from exc
+        raise
     log.info(
         "aggregate query started id=%s output=%s checkpoint=%s ids=%s",
         query.id,
@@ -570,6 +690,9 @@ def run(
                 if handle.recover(exc):
                     continue
                 text = str(exc)
+                if _checkpoint_mismatch(text):
+                    msg = incompatible_message(handle.paths.checkpoint)
+                    raise IncompatibleCheckpointError(msg) from exc
                 schema_id = unknown_id_in(text)
                 if schema_id is None or schema_id in seen_unknown:
                     first = text.strip().splitlines()[0] if text.strip() else repr(exc)
@@ -588,3 +711,24 @@ def run(
     finally:
         if handle is not None and handle.query.isActive:
             handle.stop()
+
+
+def _checkpoint_mismatch(text: str) -> bool:
+    """Spark's own words for a checkpoint that does not fit the query."""
+    return "sources in the checkpoint" in text or "STATE_STORE_" in text
+
+
+@dataclass(frozen=True)
+class ResetReport:
+    checkpoint: Path | None
+    tables: list[str]
+
+
+def reset(spark: SparkSession, paths: Paths, now: datetime | None = None) -> ResetReport:
+    """Move the checkpoint and the tables it fed aside, so that the next start rebuilds
+    them from the topic (from ``starting_offsets``) with nothing doubled."""
+    now = now or datetime.now(UTC)
+    moved = move_aside(paths.checkpoint, now)
+    aside = f"_reset-{now.strftime('%Y%m%dT%H%M%SZ')}"
+    tables = ParquetTables(spark, paths.output).move_aside(TABLES, aside)
+    return ResetReport(moved, tables)

@@ -1,27 +1,24 @@
 """Late CDRs: captured, with the window they missed and how late, never silently dropped.
 
 Spark's windowed aggregation drops a row whose window the watermark has already
-closed and only counts it (``numRowsDroppedByWatermark``). This job keeps the
-decoded rows as a third, stateless branch of the same query (see ``job``), so
-the ``foreachBatch`` of micro-batch ``N`` sees every row that batch read, and
-selects the late ones with **the same threshold Spark's aggregation used**:
+closed and only counts it (``numRowsDroppedByWatermark``). This job folds each
+micro-batch into its windows itself (``state``), so the ``foreachBatch`` of batch
+``N`` sees every row the batch read and splits them by one rule:
 
     a row is late in batch N  <=>  window_end(event_time) <= W(N-1)
 
-where ``W(N-1)`` is the watermark batch ``N-1`` ran with (``batchWatermarkMs`` of
-the query's offset log, 0 for the first batch). Spark 4's stateful operators
-drop late input with the previous batch's watermark and evict windows with the
-current one, so a row whose window closes *in* batch N is still aggregated;
-``tests/streams/aggregate`` pins this down. Reading the threshold from the same
-checkpoint makes the capture exact across restarts: a replayed batch reads the
-same offset-log entries and captures the same rows (``captured_at`` is the
-batch's own timestamp from the log, so even that field repeats).
+where ``W(N-1)`` is the watermark after batch ``N-1`` (max event time seen so far
+minus the delay, 0 before any record), kept in the checkpoint with the open
+windows. Windows ending at or before it were already emitted, so a row is late
+exactly when its window was closed; late rows go to ``late/`` and ``cdr.late``,
+the others into the windows. A batch redone after a crash reads the same state
+and captures the same rows (``captured_at`` is the batch's own timestamp from
+the offset log, so even that field repeats).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from pyspark.sql import Column, DataFrame
@@ -46,38 +43,14 @@ LATE_COLUMNS = (
 """The fields of the Avro ``LateCdr``, in order."""
 
 
-@dataclass(frozen=True, slots=True)
-class BatchClock:
-    """What the offset log says about one micro-batch."""
-
-    batch_id: int
-    late_threshold_ms: int
-    """W(N-1): rows whose window ends at or before it were dropped by the aggregation."""
-    watermark_ms: int
-    """W(N): the watermark this batch evicts (closes) windows with."""
-    batch_timestamp_ms: int
-
-
-def _metadata(checkpoint: Path, batch_id: int) -> dict[str, int]:
+def batch_timestamp_ms(checkpoint: Path, batch_id: int) -> int:
+    """The time Spark gave micro-batch ``batch_id`` (its offset log), the same on a re-run."""
     path = checkpoint / "offsets" / str(batch_id)
     for line in path.read_text("utf-8").splitlines():
-        if line.startswith("{") and "batchWatermarkMs" in line:
-            meta: dict[str, int] = json.loads(line)
-            return meta
+        if line.startswith("{") and "batchTimestampMs" in line:
+            return int(json.loads(line)["batchTimestampMs"])
     msg = f"no batch metadata in {path}"
     raise ValueError(msg)
-
-
-def batch_clock(checkpoint: Path, batch_id: int) -> BatchClock:
-    """The watermarks of batch ``batch_id`` of the query checkpointed at ``checkpoint``."""
-    meta = _metadata(checkpoint, batch_id)
-    previous = _metadata(checkpoint, batch_id - 1) if batch_id > 0 else {"batchWatermarkMs": 0}
-    return BatchClock(
-        batch_id=batch_id,
-        late_threshold_ms=int(previous["batchWatermarkMs"]),
-        watermark_ms=int(meta["batchWatermarkMs"]),
-        batch_timestamp_ms=int(meta.get("batchTimestampMs", 0)),
-    )
 
 
 def _ms(col: str) -> Column:

@@ -67,6 +67,21 @@ class ParquetTables:
                 self._fs.rename(status.getPath(), path(target, prefix + name))
         self._fs.delete(path(staging), True)
 
+    def move_aside(self, tables: tuple[str, ...], folder: str) -> list[str]:
+        """Rename each existing table to ``<root>/<folder>/<table>``; the new paths."""
+        moved: list[str] = []
+        for table in tables:
+            if not self.exists(table):
+                continue
+            target = f"{self.root}/{folder}/{table}"
+            self._fs.mkdirs(self._path(f"{self.root}/{folder}"))
+            if not self._fs.rename(self._path(self.table_path(table)), self._path(target)):
+                msg = f"could not move {self.table_path(table)} to {target}"
+                raise OSError(msg)
+            log.warning("table %s moved to %s", self.table_path(table), target)
+            moved.append(target)
+        return moved
+
     def exists(self, table: str) -> bool:
         return bool(self._fs.exists(self._path(self.table_path(table))))
 

@@ -101,6 +101,33 @@ NETWORK_SCHEMA = StructType(
 """What ``network_health`` returns: the fields of the Avro ``TowerWindow``."""
 
 
+BILLING_STATE_COLUMNS = (
+    "window_start",
+    "window_end",
+    "caller_num",
+    "calls",
+    "voice_seconds",
+    "billable_minutes",
+    "sms_count",
+    "data_volume_kb",
+)
+"""What ``billing_partial`` returns: per caller and window, the sums before pricing."""
+
+NETWORK_STATE_COLUMNS = (
+    "window_start",
+    "window_end",
+    "tower_id",
+    "events",
+    "voice_count",
+    "sms_count",
+    "data_count",
+    "signal_sum",
+    "low",
+    "callers",
+)
+"""What ``network_partial`` returns: per tower and window, sums and the set of callers."""
+
+
 @dataclass(frozen=True, slots=True)
 class RateCard:
     """Prices applied by ``billing``; ``currency`` names them (ISO 4217)."""
@@ -129,43 +156,185 @@ def _count_if(cond: Column) -> Column:
     return sf.sum(sf.when(cond, sf.lit(1)).otherwise(sf.lit(0))).cast("long")
 
 
-def billing(cdrs: DataFrame, rates: RateCard, window: str = DEFAULT_WINDOW) -> DataFrame:
-    """Billing per caller per tumbling window (columns of ``BILLING_SCHEMA``).
-
-    Works on a batch or a streaming DataFrame; a streaming one must carry a
-    watermark on ``event_time`` for append mode.
-    """
+def _billing_sums() -> dict[str, Column]:
+    """Per caller and window, before pricing (``BILLING_STATE_COLUMNS[3:]``)."""
     voice = sf.col("call_type") == sf.lit("VOICE")
     per_call_minutes = sf.expr("(duration_sec + 59) div 60")
+    return {
+        "calls": _count_if(voice),
+        "voice_seconds": sf.sum(sf.when(voice, sf.col("duration_sec")).otherwise(sf.lit(0))).cast(
+            "long"
+        ),
+        "billable_minutes": sf.sum(sf.when(voice, per_call_minutes).otherwise(sf.lit(0))).cast(
+            "long"
+        ),
+        "sms_count": _count_if(sf.col("call_type") == sf.lit("SMS")),
+        "data_volume_kb": sf.sum(sf.col("data_volume_kb")).cast("long"),
+    }
+
+
+def _network_sums(low_signal_threshold: int) -> dict[str, Column]:
+    """Per tower and window, without the caller set (``NETWORK_STATE_COLUMNS[3:-1]``)."""
+    return {
+        "events": sf.count(sf.lit(1)).cast("long"),
+        "voice_count": _count_if(sf.col("call_type") == sf.lit("VOICE")),
+        "sms_count": _count_if(sf.col("call_type") == sf.lit("SMS")),
+        "data_count": _count_if(sf.col("call_type") == sf.lit("DATA")),
+        "signal_sum": sf.sum(sf.col("signal_strength")).cast("long"),
+        "low": _count_if(sf.col("signal_strength") <= sf.lit(int(low_signal_threshold))),
+    }
+
+
+def _windowed() -> list[Column]:
+    return [sf.col("window.start").alias("window_start"), sf.col("window.end").alias("window_end")]
+
+
+def billing_partial(cdrs: DataFrame, window: str = DEFAULT_WINDOW) -> DataFrame:
+    """Billing sums per caller per window (``BILLING_STATE_COLUMNS``), before pricing.
+
+    ``billing_final`` prices them; ``billing`` is the two in one.
+    """
     agg = cdrs.groupBy(
         window_of(sf.col("event_time"), window).alias("window"), sf.col("caller_num")
-    ).agg(
-        _count_if(voice).alias("calls"),
-        sf.sum(sf.when(voice, sf.col("duration_sec")).otherwise(sf.lit(0)))
-        .cast("long")
-        .alias("voice_seconds"),
-        sf.sum(sf.when(voice, per_call_minutes).otherwise(sf.lit(0)))
-        .cast("long")
-        .alias("billable_minutes"),
-        _count_if(sf.col("call_type") == sf.lit("SMS")).alias("sms_count"),
-        sf.sum(sf.col("data_volume_kb")).cast("long").alias("data_volume_kb"),
+    ).agg(*[c.alias(name) for name, c in _billing_sums().items()])
+    return agg.select(*_windowed(), *BILLING_STATE_COLUMNS[2:])
+
+
+BILLING_KIND = "billing"
+NETWORK_KIND = "network"
+
+
+def keys() -> Column:
+    """For ``explode``: each CDR as a (``kind``, ``key``) pair per table it feeds."""
+    return sf.array(
+        sf.struct(sf.lit(BILLING_KIND).alias("kind"), sf.col("caller_num").alias("key")),
+        sf.struct(sf.lit(NETWORK_KIND).alias("kind"), sf.col("tower_id").alias("key")),
     )
+
+
+def keyed_partial(
+    keyed: DataFrame, low_signal_threshold: int, window: str = DEFAULT_WINDOW
+) -> DataFrame:
+    """Billing and tower partials in one aggregation (one pass, one shuffle).
+
+    ``keyed`` holds CDR columns plus ``kind`` and ``key`` (``explode(keys())``:
+    every CDR twice, once keyed by caller, once by tower). Rows of another
+    ``kind`` (with any columns null) are counted in ``events`` under their own
+    kind. Output: ``window_start``, ``window_end``, ``kind``, ``key``, the sums of
+    both tables, ``callers`` (set only for the network kind) and ``max_event_time``.
+    ``billing_slice`` and ``network_slice`` cut it into ``billing_partial``'s and
+    ``network_partial``'s columns.
+    """
+    sums = {**_billing_sums(), **_network_sums(low_signal_threshold)}
+    agg = keyed.groupBy(
+        window_of(sf.col("event_time"), window).alias("window"), sf.col("kind"), sf.col("key")
+    ).agg(
+        *[c.alias(name) for name, c in sums.items()],
+        sf.collect_set(sf.when(sf.col("kind") == sf.lit(NETWORK_KIND), sf.col("caller_num"))).alias(
+            "callers"
+        ),
+        sf.max("event_time").alias("max_event_time"),
+    )
+    return agg.select(*_windowed(), "kind", "key", *KEYED_SUMS, "callers", "max_event_time")
+
+
+KEYED_SUMS = (
+    "calls",
+    "voice_seconds",
+    "billable_minutes",
+    "sms_count",
+    "data_volume_kb",
+    "events",
+    "voice_count",
+    "data_count",
+    "signal_sum",
+    "low",
+)
+"""The sums ``keyed_partial`` keeps per (window, kind, key), then ``callers``."""
+
+
+def keyed_merge(partials: DataFrame) -> DataFrame:
+    """Rows of ``keyed_partial`` (without ``max_event_time``) combined per window,
+    kind and key: sums added, caller sets united. Partials of disjoint inputs merge
+    into the partial of their union."""
+    return partials.groupBy("window_start", "window_end", "kind", "key").agg(
+        *[sf.sum(c).cast("long").alias(c) for c in KEYED_SUMS],
+        sf.array_distinct(sf.flatten(sf.collect_list("callers"))).alias("callers"),
+    )
+
+
+def billing_slice(partial: DataFrame) -> DataFrame:
+    """The billing rows of ``keyed_partial`` as ``BILLING_STATE_COLUMNS``."""
+    return partial.where(sf.col("kind") == sf.lit(BILLING_KIND)).select(
+        "window_start",
+        "window_end",
+        sf.col("key").alias("caller_num"),
+        *BILLING_STATE_COLUMNS[3:],
+    )
+
+
+def network_slice(partial: DataFrame) -> DataFrame:
+    """The tower rows of ``keyed_partial`` as ``NETWORK_STATE_COLUMNS``."""
+    return partial.where(sf.col("kind") == sf.lit(NETWORK_KIND)).select(
+        "window_start",
+        "window_end",
+        sf.col("key").alias("tower_id"),
+        *NETWORK_STATE_COLUMNS[3:],
+    )
+
+
+def billing_final(partials: DataFrame, rates: RateCard) -> DataFrame:
+    """Merged partials priced: the columns of ``BILLING_SCHEMA``."""
     revenue = sf.round(
         sf.col("billable_minutes") * sf.lit(float(rates.voice_per_minute))
         + sf.col("sms_count") * sf.lit(float(rates.sms_each))
         + sf.col("data_volume_kb") / sf.lit(1024.0) * sf.lit(float(rates.data_per_mb)),
         4,
     )
-    return agg.select(
-        sf.col("window.start").alias("window_start"),
-        sf.col("window.end").alias("window_end"),
-        "caller_num",
-        "calls",
-        "voice_seconds",
-        "billable_minutes",
-        "sms_count",
-        "data_volume_kb",
+    return partials.select(
+        *BILLING_STATE_COLUMNS,
         revenue.cast("double").alias("revenue"),
+    )
+
+
+def billing(cdrs: DataFrame, rates: RateCard, window: str = DEFAULT_WINDOW) -> DataFrame:
+    """Billing per caller per tumbling window (columns of ``BILLING_SCHEMA``).
+
+    Works on a batch or a streaming DataFrame; a streaming one must carry a
+    watermark on ``event_time`` for append mode.
+    """
+    return billing_final(billing_partial(cdrs, window), rates)
+
+
+def network_partial(
+    cdrs: DataFrame, low_signal_threshold: int, window: str = DEFAULT_WINDOW
+) -> DataFrame:
+    """Tower sums per window (``NETWORK_STATE_COLUMNS``): counts, the signal sum, the
+    low-signal count and the set of callers; ``network_final`` finishes them."""
+    agg = cdrs.groupBy(
+        window_of(sf.col("event_time"), window).alias("window"), sf.col("tower_id")
+    ).agg(
+        *[c.alias(name) for name, c in _network_sums(low_signal_threshold).items()],
+        # Exact distinct count: a set per tower and window (bounded by the subscribers).
+        sf.collect_set(sf.col("caller_num")).alias("callers"),
+    )
+    return agg.select(*_windowed(), *NETWORK_STATE_COLUMNS[2:])
+
+
+def network_final(partials: DataFrame) -> DataFrame:
+    """Merged partials as the columns of ``NETWORK_SCHEMA``."""
+    events = sf.col("events").cast("double")
+    return partials.select(
+        "window_start",
+        "window_end",
+        "tower_id",
+        "events",
+        "voice_count",
+        "sms_count",
+        "data_count",
+        (sf.col("signal_sum").cast("double") / events).alias("avg_signal"),
+        (sf.col("low").cast("double") / events).alias("low_signal_share"),
+        sf.size(sf.col("callers")).cast("long").alias("distinct_callers"),
     )
 
 
@@ -177,27 +346,4 @@ def network_health(
     Works on a batch or a streaming DataFrame; a streaming one must carry a
     watermark on ``event_time`` for append mode.
     """
-    agg = cdrs.groupBy(
-        window_of(sf.col("event_time"), window).alias("window"), sf.col("tower_id")
-    ).agg(
-        sf.count(sf.lit(1)).cast("long").alias("events"),
-        _count_if(sf.col("call_type") == sf.lit("VOICE")).alias("voice_count"),
-        _count_if(sf.col("call_type") == sf.lit("SMS")).alias("sms_count"),
-        _count_if(sf.col("call_type") == sf.lit("DATA")).alias("data_count"),
-        sf.sum(sf.col("signal_strength")).cast("long").alias("signal_sum"),
-        _count_if(sf.col("signal_strength") <= sf.lit(int(low_signal_threshold))).alias("low"),
-        # Exact distinct count: countDistinct is not allowed in streaming aggregations.
-        sf.size(sf.collect_set(sf.col("caller_num"))).cast("long").alias("distinct_callers"),
-    )
-    return agg.select(
-        sf.col("window.start").alias("window_start"),
-        sf.col("window.end").alias("window_end"),
-        "tower_id",
-        "events",
-        "voice_count",
-        "sms_count",
-        "data_count",
-        (sf.col("signal_sum").cast("double") / sf.col("events").cast("double")).alias("avg_signal"),
-        (sf.col("low").cast("double") / sf.col("events").cast("double")).alias("low_signal_share"),
-        "distinct_callers",
-    )
+    return network_final(network_partial(cdrs, low_signal_threshold, window))

@@ -19,7 +19,7 @@ from confluent_kafka import Producer
 from kappa.settings import KafkaSettings
 from schemas.wire import WireEncoder
 from streams.aggregate.job import AggregateQuery
-from streams.aggregate.late import batch_clock
+from streams.aggregate.state import committed_stamp
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 A, B, C = "+94770000001", "+94770000002", "+94770000003"
@@ -126,17 +126,17 @@ def produce_step(
 
 
 def committed_watermark(handle: AggregateQuery) -> int | None:
-    """The watermark of the newest batch, once it is committed (None before that)."""
+    """The watermark after the newest batch, once it is committed (None before that)."""
     ckpt = handle.paths.checkpoint
     offsets = [int(p.name) for p in (ckpt / "offsets").glob("[0-9]*")]
-    commits = {int(p.name) for p in (ckpt / "commits").glob("[0-9]*")}
-    if not offsets or max(offsets) not in commits:
+    stamp = committed_stamp(ckpt)
+    if not offsets or stamp is None or stamp.batch_id != max(offsets):
         return None
-    return batch_clock(ckpt, max(offsets)).watermark_ms
+    return stamp.watermark_ms
 
 
 def settle(handle: AggregateQuery, watermark_ms: int, timeout_s: float = 300.0) -> None:
-    """Process everything, then wait until a committed batch ran with ``watermark_ms``."""
+    """Process everything, then wait until a committed batch reached ``watermark_ms``."""
     handle.process_all_available()
     deadline = time.monotonic() + timeout_s
     got = None

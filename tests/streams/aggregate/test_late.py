@@ -10,31 +10,16 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as sf
 
-from streams.aggregate.late import LATE_COLUMNS, batch_clock, late_rows
+from streams.aggregate.late import LATE_COLUMNS, batch_timestamp_ms, late_rows
 from streams.aggregate.transforms import CDR_SCHEMA
 from tests.streams.aggregate.dataset import T0, cdr
 
 
-def _offset_log(root: Path, batch_id: int, watermark_ms: int, ts_ms: int) -> None:
-    (root / "offsets").mkdir(parents=True, exist_ok=True)
-    meta = {"batchWatermarkMs": watermark_ms, "batchTimestampMs": ts_ms, "conf": {}}
-    (root / "offsets" / str(batch_id)).write_text("v1\n" + json.dumps(meta) + '\n{"t":{"0":5}}\n')
-
-
-def test_batch_clock_uses_the_previous_batch_watermark_as_the_late_threshold(
-    tmp_path: Path,
-) -> None:
-    _offset_log(tmp_path, 0, 0, 1000)
-    _offset_log(tmp_path, 1, 600_000, 2000)
-    _offset_log(tmp_path, 2, 900_000, 3000)
-    first = batch_clock(tmp_path, 0)
-    assert (first.late_threshold_ms, first.watermark_ms) == (0, 0)
-    clock = batch_clock(tmp_path, 2)
-    assert (clock.late_threshold_ms, clock.watermark_ms, clock.batch_timestamp_ms) == (
-        600_000,
-        900_000,
-        3000,
-    )
+def test_batch_timestamp_comes_from_the_offset_log(tmp_path: Path) -> None:
+    (tmp_path / "offsets").mkdir()
+    meta = {"batchWatermarkMs": 0, "batchTimestampMs": 3000, "conf": {}}
+    (tmp_path / "offsets" / "2").write_text("v1\n" + json.dumps(meta) + '\n{"t":{"0":5}}\n')
+    assert batch_timestamp_ms(tmp_path, 2) == 3000
 
 
 @pytest.mark.spark

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import REGISTRY
 
 from streams.aggregate.listener import record_progress
@@ -52,7 +54,7 @@ def test_the_listener_reads_pyspark_progress_objects() -> None:
 
     from streams.aggregate.listener import MetricsListener
 
-    progress = {
+    progress: dict[str, Any] = {
         "id": str(uuid.uuid4()),
         "runId": str(uuid.uuid4()),
         "name": None,
