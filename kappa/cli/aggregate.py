@@ -18,9 +18,10 @@ from kappa.settings import (
     TopicSettings,
 )
 from monitoring import metrics
-from streams.aggregate.job import Paths, check_source, run
+from streams.aggregate.job import Paths, check_source, reset, run
 from streams.aggregate.listener import MetricsListener
 from streams.aggregate.read import top_callers, worst_towers
+from streams.aggregate.state import check_shape
 from streams.spark import session
 
 
@@ -63,6 +64,13 @@ from streams.spark import session
     help="do not run: print top callers by revenue and worst-signal towers from the Parquet tables",
 )
 @click.option(
+    "--reset-checkpoint",
+    is_flag=True,
+    help="start over: move the checkpoint to <checkpoint>.reset-<time> and the tables it "
+    "fed to <output>/_reset-<time>/, then rebuild them from the topic (needed when the "
+    "checkpoint was written by another shape of the query)",
+)
+@click.option(
     "--top",
     type=click.IntRange(min=1),
     default=10,
@@ -76,6 +84,7 @@ def aggregate(
     trigger: str | None,
     available_now: bool,
     show_only: bool,
+    reset_checkpoint: bool,
     top: int,
 ) -> None:
     """Windowed billing and tower health from cdr.valid (5-min windows, 10-min watermark).
@@ -90,7 +99,9 @@ def aggregate(
         _show(settings, stack, paths.output, top, master)
         return
     kafka, registry, topics = KafkaSettings(), RegistrySettings(), TopicSettings()
-    check_source(kafka, topics)  # a clear message before paying for Spark's start-up
+    check_source(kafka, topics)  # clear messages before paying for Spark's start-up
+    if not reset_checkpoint:
+        check_shape(paths.checkpoint)
     metrics.serve(
         settings.metrics_port,
         settings.metrics_host,
@@ -98,6 +109,14 @@ def aggregate(
     )
     spark = session(settings, stack, master=master)
     spark.streams.addListener(MetricsListener())
+    if reset_checkpoint:
+        moved = reset(spark, paths)
+        click.echo(
+            f"checkpoint {paths.checkpoint} "
+            + (f"moved to {moved.checkpoint}" if moved.checkpoint else "did not exist")
+            + (f"; tables moved to {', '.join(moved.tables)}" if moved.tables else ""),
+            err=True,
+        )
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
