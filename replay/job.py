@@ -9,6 +9,12 @@ Output of a range, at ``<root>/<range id>/``::
     manifest.json      range, per-partition offsets read, counts, schema ids, run id, summary
     _SUCCESS           written last
 
+The topic is read and decoded once: every record read is written to
+``_sorted/`` in the staging folder, partitioned by where it stands against the
+range (in, before, after, undecodable) and by event date and hour; ``where=in``
+becomes ``cdr/`` by a rename, and the counts and both aggregations read the
+columnar Parquet rather than the topic again.
+
 Everything is written into a hidden staging folder next to the target and
 swapped in by renames (``fs.HadoopFs.publish``): a rerun replaces the output
 of the range, a failed run leaves the previous output as it was.
@@ -26,8 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812
 
 from kappa import clients
@@ -162,6 +167,24 @@ def undecodable(raw: DataFrame, ctx: ReplayContext, topic: str) -> DataFrame:
     )
 
 
+WHERE = "where"
+SORTED_DIR = "_sorted"
+"""Staging folder of every record read, partitioned by ``where`` (in, before, after the
+range, undecodable), then by event date and hour; ``where=in`` becomes ``cdr/``."""
+
+
+def where_col(plan: ReplayPlan) -> Column:
+    """Where a decoded row stands against the range: ``in``, ``before``, ``after``, or
+    ``undecodable`` (bytes that are not a record)."""
+    ms = F.unix_millis(F.col("event_time"))
+    return (
+        F.when(F.col("call_id").isNull(), F.lit("undecodable"))
+        .when(ms < F.lit(to_ms(plan.start)), F.lit("before"))
+        .when(ms >= F.lit(to_ms(plan.end)), F.lit("after"))
+        .otherwise(F.lit("in"))
+    )
+
+
 def in_range(cdrs: DataFrame, plan: ReplayPlan) -> DataFrame:
     """Exactly the records whose event time is in ``[from, to)``."""
     ms = F.unix_millis(F.col("event_time"))
@@ -215,14 +238,24 @@ def run(
         plan.offsets_to_read,
         join(fs.root, plan.range_id),
     )
-    cached: DataFrame | None = None
     try:
         stage = Stopwatch()
         with Progress(spark, enabled=ctx.progress), write_conf(spark):
             source = read_offsets(spark, ctx.kafka, plan, ctx.records_per_task)
-            cached = decode(spark, source, ctx, plan.topic).persist(StorageLevel.MEMORY_AND_DISK)
-            with stage("read_decode_count"):
-                counts = _counts(cached, plan)
+            decoded = decode(spark, source, ctx, plan.topic)
+            # One pass over the topic: every record read lands in the staging folder by
+            # where it stands; the in-range part is then cdr/ by a rename, and the
+            # counts and aggregates read the (columnar, much smaller) Parquet.
+            sorted_url = join(staging, SORTED_DIR)
+            with stage("read_decode_write"):
+                (
+                    with_partitions(decoded.withColumn(WHERE, where_col(plan)))
+                    .write.mode("errorifexists")
+                    .partitionBy(WHERE, *PARTITION_COLUMNS)
+                    .parquet(sorted_url)
+                )
+            with stage("count"):
+                counts = _counts(_read_sorted(spark, fs, sorted_url, decoded), plan)
             if counts["totals"]["undecodable"]:
                 # Errors are data: kept with their coordinates, counted in the manifest.
                 log.warning(
@@ -236,14 +269,16 @@ def run(
                         .write.mode("errorifexists")
                         .parquet(join(staging, UNDECODABLE_DIR))
                     )
-            rows = in_range(cached, plan)
-            with stage(CDR_DIR):
-                (
-                    with_partitions(rows)
-                    .write.mode("errorifexists")
-                    .partitionBy(*PARTITION_COLUMNS)
-                    .parquet(join(staging, CDR_DIR))
-                )
+            cdr_url = join(staging, CDR_DIR)
+            in_url = join(sorted_url, f"{WHERE}=in")
+            if counts["totals"]["records"] and fs.exists(in_url):
+                fs.rename(in_url, cdr_url)
+            else:  # an empty range still has its (empty) cdr/
+                with_partitions(spark.createDataFrame([], decoded.schema)).write.mode(
+                    "errorifexists"
+                ).partitionBy(*PARTITION_COLUMNS).parquet(cdr_url)
+            fs.delete(sorted_url)
+            rows = spark.read.parquet(cdr_url)
             rates = transforms.RateCard.from_settings(ctx.aggregate)
             window = ctx.aggregate.window
             with stage(BILLING_DIR):
@@ -283,9 +318,6 @@ def run(
             "the previous output, if any, is untouched"
         )
         raise ReplayFailedError(msg) from exc
-    finally:
-        if cached is not None:
-            cached.unpersist()
     log.info(
         "replay done run_id=%s path=%s records=%s seconds=%s",
         run_id,
@@ -294,6 +326,13 @@ def run(
         summary["seconds"],
     )
     return manifest
+
+
+def _read_sorted(spark: SparkSession, fs: HadoopFs, url: str, decoded: DataFrame) -> DataFrame:
+    """The staging rows with their ``where``; none at all when nothing was read."""
+    if any(name.startswith(f"{WHERE}=") for name in fs.children(url)):
+        return spark.read.parquet(url)
+    return spark.createDataFrame([], decoded.schema).withColumn(WHERE, F.lit("in"))
 
 
 def _discard(fs: HadoopFs, staging: str) -> None:
@@ -308,17 +347,11 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:300] if text else ""
 
 
-def _counts(cdrs: DataFrame, plan: ReplayPlan) -> dict[str, Any]:
-    """Per partition and schema id: records read, before, in and after the range."""
-    ms = F.unix_millis(F.col("event_time"))
-    where = (
-        F.when(F.col("call_id").isNull(), F.lit("undecodable"))
-        .when(ms < F.lit(to_ms(plan.start)), F.lit("before"))
-        .when(ms >= F.lit(to_ms(plan.end)), F.lit("after"))
-        .otherwise(F.lit("in"))
-    )
+def _counts(sorted_rows: DataFrame, plan: ReplayPlan) -> dict[str, Any]:
+    """Per partition and schema id: records read, before, in and after the range
+    (``sorted_rows`` carries the ``where`` column)."""
     rows = (
-        cdrs.groupBy("kafka_partition", "schema_id", where.alias("where"))
+        sorted_rows.groupBy("kafka_partition", "schema_id", WHERE)
         .agg(
             F.count(F.lit(1)).alias("n"),
             F.min("kafka_offset").alias("lo"),
