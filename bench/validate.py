@@ -41,7 +41,7 @@ from kappa.stack.topics import delete_topics, ensure_topics
 from producers.clock import WallClock
 from producers.generator import FaultRates
 from producers.run import ProduceRequest, produce
-from streams.validate.job import RunStats, run, transactional_producer
+from streams.validate.job import RunStats, consumer_tuning, run, transactional_producer
 
 
 class _Clock:
@@ -72,10 +72,15 @@ class _Clock:
 def baseline(
     kafka: KafkaSettings, raw: str, out: str, batch_size: int, settings: ValidatorSettings
 ) -> dict[str, Any]:
-    """Consume raw and re-produce every record unchanged, one transaction per batch."""
+    """Consume raw and re-produce every record unchanged, one transaction per batch (the
+    validator's consumer tuning too)."""
     tag = uuid.uuid4().hex[:8]
     producer = transactional_producer(kafka, settings, f"bench-baseline-{tag}")
-    consumer = clients.consumer(kafka, f"bench-baseline-{tag}", **{"enable.partition.eof": True})
+    consumer = clients.consumer(
+        kafka,
+        f"bench-baseline-{tag}",
+        **{"enable.partition.eof": True, **consumer_tuning(settings)},
+    )
     consumer.subscribe([raw])
     clock = _Clock()
     eof: dict[int, bool] = {}
