@@ -273,12 +273,13 @@ def run(
             in_url = join(sorted_url, f"{WHERE}=in")
             if counts["totals"]["records"] and fs.exists(in_url):
                 fs.rename(in_url, cdr_url)
+                rows = spark.read.parquet(cdr_url)
             else:  # an empty range still has its (empty) cdr/
-                with_partitions(spark.createDataFrame([], decoded.schema)).write.mode(
-                    "errorifexists"
-                ).partitionBy(*PARTITION_COLUMNS).parquet(cdr_url)
+                rows = spark.createDataFrame([], decoded.schema)
+                with_partitions(rows).write.mode("errorifexists").partitionBy(
+                    *PARTITION_COLUMNS
+                ).parquet(cdr_url)
             fs.delete(sorted_url)
-            rows = spark.read.parquet(cdr_url)
             rates = transforms.RateCard.from_settings(ctx.aggregate)
             window = ctx.aggregate.window
             with stage(BILLING_DIR):
