@@ -158,6 +158,9 @@ def main() -> None:
         default=int(os.environ.get("KAPPA_BENCH_AGGREGATE_RECORDS", "5000000")),
     )
     ap.add_argument("--batch", type=int, default=500_000, help="maxOffsetsPerTrigger")
+    ap.add_argument(
+        "--shuffle-partitions", type=int, default=2, help="spark.sql.shuffle.partitions"
+    )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kappa-bench-aggregate-"))
     with ExitStack() as stack_ctx:
@@ -181,8 +184,11 @@ def main() -> None:
             load_s = load(stack.kafka, stack.registry, topics.valid, args.records)
             print(f"loaded in {load_s:.1f} s ({args.records / load_s:,.0f}/s)", flush=True)
             settings = AggregateSettings(
-                max_offsets_per_trigger=args.batch, shuffle_partitions=4, driver_memory="4g"
+                max_offsets_per_trigger=args.batch,
+                shuffle_partitions=args.shuffle_partitions,
+                driver_memory="4g",
             )
+            load_before = os.getloadavg()
             t = time.perf_counter()
             spark = session(settings, StackSettings(), app_name="kappa-bench-aggregate")
             startup_s = time.perf_counter() - t
@@ -191,6 +197,7 @@ def main() -> None:
                 r = drain(spark, settings, stack, topics, work, args.records, aggregate=aggregate)
                 print(json.dumps(r), flush=True)
                 runs.append(r)
+            load_after = os.getloadavg()
             spark.stop()
         finally:
             delete_topics(stack.kafka, [topics.valid, topics.billing, topics.network, topics.late])
@@ -201,6 +208,11 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "records": args.records,
         "max_offsets_per_trigger": args.batch,
+        "shuffle_partitions": args.shuffle_partitions,
+        "load_average_1m": {
+            "before_drains": round(load_before[0], 2),
+            "after_drains": round(load_after[0], 2),
+        },
         "load_seconds": round(load_s, 1),
         "spark_startup_seconds": round(startup_s, 1),
         "baseline": baseline,

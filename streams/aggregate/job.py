@@ -78,7 +78,6 @@ from streams.aggregate.state import (
     WindowState,
     check_shape,
     incompatible_message,
-    interval_ms,
     move_aside,
 )
 from streams.aggregate.transforms import (
@@ -90,12 +89,13 @@ from streams.aggregate.transforms import (
     RateCard,
     billing_final,
     billing_slice,
+    interval_ms,
     keyed_merge,
     keyed_partial,
     keys,
     network_final,
     network_slice,
-    window_of,
+    window_bounds,
 )
 
 log = logging.getLogger(__name__)
@@ -356,7 +356,7 @@ class BatchWriter:
         plus the number of late and of undecodable rows (their own ``kind``)."""
         window = self.settings.window
         threshold = sf.timestamp_millis(sf.lit(before.watermark_ms))
-        is_late = window_of(sf.col("event_time"), window).end <= threshold
+        is_late = window_bounds(sf.col("event_time"), window)[1] <= threshold
         on_time = keys() if self.aggregate else sf.array(_pair(CDR))
         kinds = (
             sf.when(~sf.col("ok"), sf.array(_pair(UNDECODABLE)))

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,7 +45,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from streams.aggregate.exceptions import BadSettingError, IncompatibleCheckpointError
+from streams.aggregate.exceptions import IncompatibleCheckpointError
 from streams.aggregate.transforms import KEYED_SUMS
 
 log = logging.getLogger(__name__)
@@ -68,32 +67,6 @@ OPEN_SCHEMA = StructType(
     ]
 )
 """The open windows between batches: ``keyed_partial`` rows without ``max_event_time``."""
-
-_UNITS_MS = {
-    "millisecond": 1,
-    "second": 1000,
-    "minute": 60_000,
-    "hour": 3_600_000,
-    "day": 86_400_000,
-    "week": 7 * 86_400_000,
-}
-_PART = re.compile(r"(\d+)\s*([a-z]+?)s?\b")
-
-
-def interval_ms(text: str) -> int:
-    """``"10 minutes"`` -> 600000 (the forms Spark's ``withWatermark`` takes)."""
-    body = text.strip().lower().removeprefix("interval").strip()
-    parts = _PART.findall(body)
-    if not parts or _PART.sub("", body).strip():
-        msg = f"bad interval {text!r}: expected e.g. '10 minutes' or '1 hour 30 minutes'"
-        raise BadSettingError(msg)
-    total = 0
-    for number, unit in parts:
-        if unit not in _UNITS_MS:
-            msg = f"bad interval {text!r}: unknown unit {unit!r}"
-            raise BadSettingError(msg)
-        total += int(number) * _UNITS_MS[unit]
-    return total
 
 
 @dataclass(frozen=True, slots=True)

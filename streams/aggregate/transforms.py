@@ -36,6 +36,7 @@ Definitions (the tests recompute them independently in plain Python):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame
@@ -51,6 +52,7 @@ from pyspark.sql.types import (
 )
 
 from kappa.settings import AggregateSettings
+from streams.aggregate.exceptions import BadSettingError
 
 DEFAULT_WINDOW = "5 minutes"
 
@@ -147,6 +149,44 @@ class RateCard:
         )
 
 
+_UNITS_MS = {
+    "millisecond": 1,
+    "second": 1000,
+    "minute": 60_000,
+    "hour": 3_600_000,
+    "day": 86_400_000,
+    "week": 7 * 86_400_000,
+}
+_PART = re.compile(r"(\d+)\s*([a-z]+?)s?\b")
+
+
+def interval_ms(text: str) -> int:
+    """``"10 minutes"`` -> 600000 (the forms ``withWatermark`` and ``window`` take)."""
+    body = text.strip().lower().removeprefix("interval").strip()
+    parts = _PART.findall(body)
+    if not parts or _PART.sub("", body).strip():
+        msg = f"bad interval {text!r}: expected e.g. '10 minutes' or '1 hour 30 minutes'"
+        raise BadSettingError(msg)
+    total = 0
+    for number, unit in parts:
+        if unit not in _UNITS_MS:
+            msg = f"bad interval {text!r}: unknown unit {unit!r}"
+            raise BadSettingError(msg)
+        total += int(number) * _UNITS_MS[unit]
+    return total
+
+
+def window_bounds(event_time: Column, window: str = DEFAULT_WINDOW) -> tuple[Column, Column]:
+    """(start, end) of the tumbling window of ``event_time``, as ``window_of`` has them,
+    by plain arithmetic on microseconds. Unlike ``window`` this adds no
+    ``event_time IS NOT NULL`` filter, which Spark pushes below the decoding and
+    so decodes every record once more; a null time gives null bounds."""
+    length_us = interval_ms(window) * 1000
+    micros = sf.unix_micros(event_time)
+    start = micros - sf.pmod(micros, sf.lit(length_us))
+    return sf.timestamp_micros(start), sf.timestamp_micros(start + sf.lit(length_us))
+
+
 def window_of(event_time: Column, window: str = DEFAULT_WINDOW) -> Column:
     """The tumbling window (a ``start``/``end`` struct) an event time falls in."""
     return sf.window(event_time, window)
@@ -226,8 +266,9 @@ def keyed_partial(
     ``network_partial``'s columns.
     """
     sums = {**_billing_sums(), **_network_sums(low_signal_threshold)}
+    start, end = window_bounds(sf.col("event_time"), window)
     agg = keyed.groupBy(
-        window_of(sf.col("event_time"), window).alias("window"), sf.col("kind"), sf.col("key")
+        start.alias("window_start"), end.alias("window_end"), sf.col("kind"), sf.col("key")
     ).agg(
         *[c.alias(name) for name, c in sums.items()],
         sf.collect_set(sf.when(sf.col("kind") == sf.lit(NETWORK_KIND), sf.col("caller_num"))).alias(
@@ -235,7 +276,9 @@ def keyed_partial(
         ),
         sf.max("event_time").alias("max_event_time"),
     )
-    return agg.select(*_windowed(), "kind", "key", *KEYED_SUMS, "callers", "max_event_time")
+    return agg.select(
+        "window_start", "window_end", "kind", "key", *KEYED_SUMS, "callers", "max_event_time"
+    )
 
 
 KEYED_SUMS = (

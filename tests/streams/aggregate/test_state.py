@@ -14,9 +14,9 @@ from streams.aggregate.state import (
     START,
     check_shape,
     committed_stamp,
-    interval_ms,
     move_aside,
 )
+from streams.aggregate.transforms import interval_ms
 
 
 def test_interval_ms_reads_spark_interval_strings() -> None:

@@ -76,3 +76,33 @@ def test_window_boundaries_are_half_open(spark: SparkSession) -> None:
         (r.window_start.minute, r.window_end.minute, r.calls, r.billable_minutes) for r in rows
     ] == [(0, 5, 1, 2), (5, 10, 1, 2)]
     assert rows[0].revenue == 4.0
+
+
+@pytest.mark.parametrize("seed", [3])
+def test_the_job_keyed_partial_equals_billing_and_network_health(
+    spark: SparkSession, seed: int
+) -> None:
+    """The stream's one aggregation (``keyed_partial``, arithmetic window bounds) sliced
+    and finished gives what the replay's ``billing``/``network_health`` give."""
+    from pyspark.sql import functions as sf
+
+    from streams.aggregate.transforms import (
+        billing_final,
+        billing_slice,
+        keyed_partial,
+        keys,
+        network_final,
+        network_slice,
+    )
+
+    df = _frame(spark, _random_records(300, seed))
+    keyed = df.select("*", sf.explode(keys()).alias("k")).select("*", "k.kind", "k.key")
+    partial = keyed_partial(keyed, expected.LOW_SIGNAL)
+    got_billing = billing_final(billing_slice(partial), RATES).toPandas()
+    got_network = network_final(network_slice(partial)).toPandas()
+    assert expected.frame_to_table(got_billing, "caller_num") == expected.frame_to_table(
+        billing(df, RATES).toPandas(), "caller_num"
+    )
+    assert expected.frame_to_table(got_network, "tower_id") == expected.frame_to_table(
+        network_health(df, expected.LOW_SIGNAL).toPandas(), "tower_id"
+    )
