@@ -216,6 +216,7 @@ def main() -> None:
             "replay": {
                 "wall_seconds": round(replay_s, 1),
                 "inside_job_seconds": manifest["summary"]["seconds"],
+                "stage_seconds": manifest["summary"].get("stage_seconds", {}),
                 "records_per_second": round(records / replay_s),
             },
             "baseline_read_write_unaggregated": {
