@@ -1,7 +1,7 @@
 """Sustained throughput of `kappa validate` on a pre-loaded raw topic, against a baseline
 that only consumes and re-produces the same records in Kafka transactions, in one run.
 
-    .venv/bin/python -m bench.validate [--count 1000000] [--bad-rate 0.02] [--batch-size 100000]
+    .venv/bin/python -m bench.validate [--count 1000000] [--bad-rate 0.02] [--batch-size 200000]
         [--processes 3]
 
 Both sides read the same pre-loaded topic (3 partitions, Avro CdrRaw, 2% faults of
@@ -140,7 +140,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--bad-rate", type=float, default=0.02)
-    parser.add_argument("--batch-size", type=int, default=100_000)
+    parser.add_argument("--batch-size", type=int, default=200_000)
     parser.add_argument("--processes", type=int, default=1)
     args = parser.parse_args()
     with bench_stack() as stack:
