@@ -205,7 +205,9 @@ class ValidatorSettings(BaseSettings):
         description="transactional.id of this instance; stable across restarts, unique",
     )
     batch_size: int = Field(
-        50_000, ge=1, description="records per micro-batch (at most; GX has a fixed cost per batch)"
+        200_000,
+        ge=1,
+        description="records per micro-batch (at most; GX has a fixed cost per batch)",
     )
     batch_seconds: float = Field(
         0.5, gt=0, description="seconds a micro-batch waits to fill (at most)"
