@@ -1,4 +1,5 @@
-"""The streaming job writes its tables to an hdfs:// output; they read back exact."""
+"""The streaming job writes its tables to an hdfs:// output; they read back exact,
+and bytes that are not a record land in ``undecodable/``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Producer
 from pyspark.sql import SparkSession
 
 from kappa import clients
@@ -32,6 +34,9 @@ def test_stream_job_writes_the_window_tables_to_hdfs(
     )
     rows = STEPS[0] + STEPS[1]  # one batch: nothing late, windows up to 10:10 close
     produce_step(stack.kafka, topics.valid, rows, [WireEncoder(parsed_schema(SchemaName.CDR), sid)])
+    garbage = Producer(stack.kafka.client_config())
+    garbage.produce(topics.valid, key=b"junk", value=b"\x00" + sid.to_bytes(4, "big") + b"not avro")
+    garbage.flush(30)
     root = hdfs.path("aggregate", uuid.uuid4().hex[:8])
     settings = AggregateSettings(
         shuffle_partitions=2, checkpoint_dir=tmp_path / "ckpt", output=root
@@ -49,6 +54,8 @@ def test_stream_job_writes_the_window_tables_to_hdfs(
     wm = watermark_after([rows])
     want_billing = expected.closed(expected.billing(records), wm)
     assert sum(h.billing_rows for h in history) == len(want_billing) > 0
+    assert sum(h.undecodable_rows for h in history) == 1
+    assert spark.read.parquet(f"{root}/undecodable").count() == 1
     for table, key, want in (
         ("billing_realtime", "caller_num", want_billing),
         ("network_realtime", "tower_id", expected.closed(expected.network(records), wm)),
