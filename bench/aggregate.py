@@ -158,6 +158,7 @@ def main() -> None:
         default=int(os.environ.get("KAPPA_BENCH_AGGREGATE_RECORDS", "5000000")),
     )
     ap.add_argument("--batch", type=int, default=500_000, help="maxOffsetsPerTrigger")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
     ap.add_argument(
         "--shuffle-partitions", type=int, default=2, help="spark.sql.shuffle.partitions"
     )
@@ -223,8 +224,8 @@ def main() -> None:
         if agg["records_per_s"] and baseline["records_per_s"]
         else None,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     shutil.rmtree(work, ignore_errors=True)
 
