@@ -463,6 +463,7 @@ class BatchWriter:
         metrics.AGGREGATE_STATE_ROWS.labels(operator="network-windows").set(after.network_rows)
         if after.watermark_ms > 0:
             metrics.AGGREGATE_WATERMARK_SECONDS.set(after.watermark_ms / 1000.0)
+            metrics.AGGREGATE_WATERMARK_DELAY_SECONDS.set(time.time() - after.watermark_ms / 1000.0)
         if not (n.billing_rows or n.network_rows):
             return
         # Only the newest window of each table feeds the business gauges.

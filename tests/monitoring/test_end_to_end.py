@@ -215,10 +215,16 @@ def test_dashboards_show_a_running_pipeline(
     still = set(MOVING)
     began = time.monotonic()
     deadline = began + SETTLE_TIMEOUT_S
-    while time.monotonic() < deadline:
-        for job in jobs:
-            if job.process.poll() is not None:
-                pytest.fail(f"kappa {job.name} exited ({job.process.returncode}):\n{job.tail()}")
+    exited = ""
+    while time.monotonic() < deadline and not exited:
+        exited = next(
+            (
+                f"kappa {j.name} exited ({j.process.returncode})\n"
+                for j in jobs
+                if j.process.poll() is not None
+            ),
+            "",
+        )
         targets = prom.targets()
         down = [
             f"{t['labels']['job']} {t['scrapeUrl']}: {t['health']} {t['lastError']}"
@@ -247,7 +253,7 @@ def test_dashboards_show_a_running_pipeline(
         empty = sorted({f"  {f} / {t}: {e}" for f, t, e in queries if e in pending})
         logs_text = "\n".join(f"--- {j.name}\n{j.tail(1500)}" for j in jobs)
         pytest.fail(
-            f"after {SETTLE_TIMEOUT_S:.0f} s:\ntargets not up: {down or 'none'}\n"
+            f"{exited}after {time.monotonic() - began:.0f} s:\ntargets not up: {down or 'none'}\n"
             f"expressions without series:\n{chr(10).join(empty) or 'none'}\n"
             f"metrics not exported by their own process: {sorted(unowned) or 'none'}\n"
             f"metrics still at 0: {sorted(still) or 'none'}\n"
