@@ -16,8 +16,10 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from kappa.settings import KafkaSettings
+from kappa.settings import AggregateSettings, KafkaSettings, StackSettings, TopicSettings
+from kappa.stack.testing import StackHandle
 from schemas.wire import WireEncoder
+from streams.aggregate import job
 from streams.aggregate.job import AggregateQuery
 from streams.aggregate.state import committed_stamp
 
@@ -149,3 +151,23 @@ def settle(handle: AggregateQuery, watermark_ms: int, timeout_s: float = 300.0) 
             handle.process_all_available()  # raises, or restarts a recoverable failure
         time.sleep(0.1)
     raise AssertionError(f"watermark {watermark_ms} not reached; committed watermark {got}")
+
+
+def drain(
+    spark: Any,
+    stack: StackHandle,
+    settings: AggregateSettings,
+    topics: TopicSettings,
+    **options: Any,
+) -> list[Any]:
+    """Run the aggregation over everything in ``topics.valid`` until idle; its batch history."""
+    return job.run(
+        spark,
+        settings,
+        kafka=stack.kafka,
+        registry=stack.registry,
+        topics=topics,
+        stack=StackSettings(),
+        until_idle=True,
+        **options,
+    )

@@ -12,13 +12,12 @@ from confluent_kafka import Producer
 from pyspark.sql import SparkSession
 
 from kappa import clients
-from kappa.settings import AggregateSettings, StackSettings, TopicSettings
+from kappa.settings import AggregateSettings, TopicSettings
 from kappa.stack.testing import HdfsHandle
 from schemas.contract import SchemaName, parsed_schema, register, schema_text, subject
 from schemas.wire import WireEncoder
-from streams.aggregate import job
 from tests.streams.aggregate import expected
-from tests.streams.aggregate.dataset import STEPS, produce_step, watermark_after
+from tests.streams.aggregate.dataset import STEPS, drain, produce_step, watermark_after
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 
@@ -41,15 +40,7 @@ def test_stream_job_writes_the_window_tables_to_hdfs(
     settings = AggregateSettings(
         shuffle_partitions=2, checkpoint_dir=tmp_path / "ckpt", output=root
     )
-    history = job.run(
-        spark,
-        settings,
-        kafka=stack.kafka,
-        registry=stack.registry,
-        topics=topics,
-        stack=StackSettings(),
-        until_idle=True,
-    )
+    history = drain(spark, stack, settings, topics)
     records = [r.record for r in rows]
     wm = watermark_after([rows])
     want_billing = expected.closed(expected.billing(records), wm)

@@ -26,6 +26,7 @@ from tests.streams.aggregate.dataset import (
     Row,
     at,
     cdr,
+    drain,
     produce_step,
     settle,
     watermark_after,
@@ -216,29 +217,12 @@ def test_two_schema_versions_are_both_aggregated_even_one_registered_after_start
     produce_step(stack.kafka, topics.valid, first, [v1, v2])
     # The job fetched v1 only: the batch fails on v2's id, the job fetches the versions
     # again and redoes the batch from its checkpoint.
-    history = job.run(
-        spark,
-        settings,
-        kafka=stack.kafka,
-        registry=stack.registry,
-        topics=topics,
-        stack=StackSettings(),
-        until_idle=True,
-        decoders=decoders_at_start,
-    )
+    history = drain(spark, stack, settings, topics, decoders=decoders_at_start)
     assert sum(h.undecodable_rows for h in history) == 0
     # A later record moves the watermark past every window of the first records.
     flush = Row(cdr("flush", A, "SMS", 0, at(120), TOWER_1, 3))
     produce_step(stack.kafka, topics.valid, [flush], [v2])
-    job.run(
-        spark,
-        settings,
-        kafka=stack.kafka,
-        registry=stack.registry,
-        topics=topics,
-        stack=StackSettings(),
-        until_idle=True,
-    )
+    drain(spark, stack, settings, topics)
     out = Path(settings.output or "")
     everything = [r.record for r in [*first, flush]]
     wm = watermark_after([[*first, flush]])
