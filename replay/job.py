@@ -109,19 +109,22 @@ def read_offsets(
     )
 
 
-WRITE_CONF = {
+RUN_CONF = {
     # Each task writes its rows to the (few) hour folders it meets through
     # concurrent writers, instead of sorting them by hour first.
     "spark.sql.optimizer.plannedWrite.enabled": "false",
     "spark.sql.maxConcurrentOutputFileWriters": "64",
+    # Tower health keeps a caller set per (window, tower): hash-based for the few
+    # thousand groups of a range, rather than sorting after 128 of them.
+    "spark.sql.objectHashAggregate.sortBased.fallbackThreshold": "100000",
 }
 
 
 @contextlib.contextmanager
-def write_conf(spark: SparkSession) -> Iterator[None]:
-    """``WRITE_CONF`` for the duration of a replay; the session's own values afterwards."""
-    before = {key: spark.conf.get(key, None) for key in WRITE_CONF}
-    for key, value in WRITE_CONF.items():
+def run_conf(spark: SparkSession) -> Iterator[None]:
+    """``RUN_CONF`` for the duration of a replay; the session's own values afterwards."""
+    before = {key: spark.conf.get(key, None) for key in RUN_CONF}
+    for key, value in RUN_CONF.items():
         spark.conf.set(key, value)
     try:
         yield
@@ -240,7 +243,7 @@ def run(
     )
     try:
         stage = Stopwatch()
-        with Progress(spark, enabled=ctx.progress), write_conf(spark):
+        with Progress(spark, enabled=ctx.progress), run_conf(spark):
             source = read_offsets(spark, ctx.kafka, plan, ctx.records_per_task)
             decoded = decode(spark, source, ctx, plan.topic)
             # One pass over the topic: every record read lands in the staging folder by
