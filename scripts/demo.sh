@@ -49,9 +49,23 @@ step "1. the local stack (Kafka KRaft + Schema Registry)"
 $KAPPA stack up
 
 step "2. validator and aggregation in the background"
+# A checkpoint left by an older version of the aggregation query cannot be resumed:
+# the demo moves it (and the tables it fed) aside and rebuilds from the topic.
+RESET=()
+if ! $PY - 2>/dev/null <<'EOF'
+from kappa.settings import AggregateSettings, StackSettings
+from streams.aggregate.job import Paths
+from streams.aggregate.state import check_shape
+
+check_shape(Paths.resolve(AggregateSettings(), StackSettings(), None).checkpoint)
+EOF
+then
+  echo "  the aggregation checkpoint is from an older query shape: moving it aside (--reset-checkpoint)"
+  RESET=(--reset-checkpoint)
+fi
 $KAPPA validate --max-idle 20 >"$STATE/logs/demo-validate.log" 2>&1 &
 VALIDATOR=$!
-$KAPPA aggregate --trigger "5 seconds" >"$STATE/logs/demo-aggregate.log" 2>&1 &
+$KAPPA aggregate --trigger "5 seconds" "${RESET[@]}" >"$STATE/logs/demo-aggregate.log" 2>&1 &
 AGGREGATOR=$!
 trap 'kill $VALIDATOR $AGGREGATOR 2>/dev/null || true' EXIT
 echo "  kappa validate (GX checks, dead letters, exactly once): pid $VALIDATOR"
