@@ -10,9 +10,11 @@ network health) is compared between:
 
 A difference is *explained* when the stream's row equals the transforms over
 the replay's records minus the late records the aggregation captured for that
-window (``late/`` under its output, else the ``cdr.late`` topic): those records
-reached the stream after the watermark had closed their window. Any other
-difference, including a key duplicated in the stream output, is *unexplained*.
+window (``late/`` under its output, else the ``cdr.late`` topic), plus the
+range's records that arrived after the replay's lateness margin (past the
+planned end offsets) yet reached the stream on time, as happens when the stream
+reads a backlog in one batch (a rebuild from the topic). Any other difference,
+including a key duplicated in the stream output, is *unexplained*.
 
 Closed windows: those entirely inside ``[from, to)`` that end no later than
 the latest window the stream has emitted (append mode emits a window once the
@@ -21,6 +23,7 @@ watermark has passed its end).
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,7 +38,7 @@ from monitoring import metrics
 from replay import job, runner
 from replay.exceptions import ParityError
 from replay.fs import HadoopFs, join, normalize
-from replay.plan import iso, to_ms
+from replay.plan import ReplayPlan, iso, to_ms
 from streams.aggregate import job as agg_job
 from streams.aggregate import transforms
 
@@ -83,6 +86,7 @@ class Difference:
     late_records: int
     stream: dict[str, Any] | None
     replay: dict[str, Any] | None
+    beyond_margin_records: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -122,7 +126,7 @@ class ParityReport:
         for t in TABLES:
             lines.append(
                 f"  {t.name:<8} rows {self.rows.get(t.name, 0):>8}  equal "
-                f"{self.matching.get(t.name, 0):>8}  explained by late records "
+                f"{self.matching.get(t.name, 0):>8}  explained "
                 f"{sum(d.table == t.name for d in self.explained):>6}  unexplained "
                 f"{sum(d.table == t.name for d in self.unexplained):>6}"
             )
@@ -194,12 +198,20 @@ def compare(
     rows = job.in_range(
         job.decode(spark, job.read_offsets(spark, s.kafka, the_plan), ctx, the_plan.topic), the_plan
     ).persist(StorageLevel.MEMORY_AND_DISK)
+    beyond: DataFrame | None = None
     try:
         late = in_windows(
             _late(spark, fs, root, s, topic), "missed_window_start", "missed_window_end"
         ).persist(StorageLevel.MEMORY_AND_DISK)
         late_ids = late.select("call_id").distinct()
-        kept = rows.join(late_ids, "call_id", "left_anti")
+        beyond = (
+            job.in_range(
+                job.decode(spark, _read_after(spark, s, the_plan), ctx, the_plan.topic), the_plan
+            )
+            .join(late_ids, "call_id", "left_anti")
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        kept = rows.join(late_ids, "call_id", "left_anti").unionByName(beyond)
         rates = transforms.RateCard.from_settings(s.aggregate)
         window, low = s.aggregate.window, s.aggregate.low_signal_threshold
         replayed = {
@@ -235,10 +247,13 @@ def compare(
                 replayed=in_windows(replayed[t.name]),
                 adjusted=in_windows(adjusted[t.name]),
                 late_by_key=late_by_key,
+                beyond_by_key=_by_window_and_key(beyond, t.late_key, window),
                 report=report,
             )
     finally:
         rows.unpersist()
+        if beyond is not None:
+            beyond.unpersist()
     for t in TABLES:
         metrics.PARITY_DIFFERENCES.labels(t.name, "explained").set(
             sum(d.table == t.name for d in report.explained)
@@ -255,6 +270,32 @@ def compare(
         len(report.unexplained),
     )
     return report
+
+
+def _read_after(spark: SparkSession, s: runner.Settings, plan: ReplayPlan) -> DataFrame:
+    """The topic after the plan's end offsets, up to its end now: where records of the
+    range that arrived after the lateness margin are."""
+    after = {str(span.partition): span.end for span in plan.spans}
+    return (
+        spark.read.format("kafka")
+        .options(**s.kafka.spark_options())
+        .option("assign", plan.assign_json())
+        .option("startingOffsets", json.dumps({plan.topic: after}))
+        .option("endingOffsets", "latest")
+        .option("kafka.isolation.level", "read_committed")
+        .load()
+    )
+
+
+def _by_window_and_key(cdrs: DataFrame, key: str, window: str) -> dict[tuple[int, str], int]:
+    """Records per (window start in ms, key)."""
+    start, _ = transforms.window_bounds(F.col("event_time"), window)
+    return {
+        (int(r["w"]), str(r["k"])): int(r["n"])
+        for r in cdrs.groupBy(F.unix_millis(start).alias("w"), F.col(key).alias("k"))
+        .agg(F.count(F.lit(1)).alias("n"))
+        .collect()
+    }
 
 
 def _late(
@@ -284,6 +325,7 @@ def _compare_table(
     replayed: DataFrame,
     adjusted: DataFrame,
     late_by_key: dict[tuple[int, str], int],
+    beyond_by_key: dict[tuple[int, str], int],
     report: ParityReport,
 ) -> None:
     keys = ["window_start", t.key]
@@ -322,14 +364,24 @@ def _compare_table(
         ws = row["window_start"]
         ws = ws.replace(tzinfo=UTC) if ws.tzinfo is None else ws
         n_late = late_by_key.get((to_ms(ws), row[t.key]), 0)
+        n_beyond = beyond_by_key.get((to_ms(ws), row[t.key]), 0)
         s_vals = None if row["s_copies"] is None else {c: row[f"s_{c}"] for c in values}
         r_vals = None if row["r_present"] is None else {c: row[f"r_{c}"] for c in values}
         a_vals = None if row["a_present"] is None else {c: row[f"a_{c}"] for c in values}
         if row["s_copies"] is not None and row["s_copies"] > 1:
             kind, reason = "unexplained", f"{row['s_copies']} rows in the stream output"
-        elif n_late and _same(s_vals, a_vals, doubles):
+        elif (n_late or n_beyond) and _same(s_vals, a_vals, doubles):
             kind = "explained"
-            reason = f"{n_late} late record(s) missed this window in the stream"
+            reason = "; ".join(
+                part
+                for part in (
+                    n_late and f"{n_late} late record(s) missed this window in the stream",
+                    n_beyond
+                    and f"{n_beyond} record(s) arrived after the replay's lateness margin "
+                    "(the stream had them on time)",
+                )
+                if part
+            )
         elif s_vals is None:
             kind, reason = "unexplained", "missing from the stream output"
         elif r_vals is None:
@@ -337,7 +389,9 @@ def _compare_table(
         else:
             changed = [c for c in values if not _same({c: s_vals[c]}, {c: r_vals[c]}, doubles)]
             kind, reason = "unexplained", "differs in " + ", ".join(changed)
-        diff = Difference(t.name, iso(ws), str(row[t.key]), kind, reason, n_late, s_vals, r_vals)
+        diff = Difference(
+            t.name, iso(ws), str(row[t.key]), kind, reason, n_late, s_vals, r_vals, n_beyond
+        )
         (report.explained if kind == "explained" else report.unexplained).append(diff)
 
 

@@ -20,7 +20,14 @@ from streams.aggregate import job
 from tests.streams.aggregate.dataset import (
     STEPS,
     T0,
+    TOWER_1,
+    TOWER_2,
+    A,
+    B,
+    Row,
     at,
+    cdr,
+    drain,
     produce_step,
     settle,
     watermark_after,
@@ -152,3 +159,50 @@ def test_parity_flags_a_difference_late_records_do_not_explain(
     assert report.unexplained[0].table == "billing"
     assert "2 rows in the stream output" in report.unexplained[0].reason
     assert len(report.explained) == 6  # the late records' windows, as before
+
+
+def test_parity_explains_records_past_the_margin_the_stream_had_on_time(
+    spark: SparkSession, stack: StackHandle, tmp_path: Path
+) -> None:
+    """A stream rebuilt from the topic reads its backlog in one batch: a record produced
+    after the replay's lateness margin is on time for it, but past the replay's offsets."""
+    topic = TopicFactory(stack.kafka, stack.topics)
+    topics = TopicSettings(
+        valid=topic(partitions=1),
+        billing=topic(partitions=1),
+        network=topic(partitions=1),
+        late=topic(partitions=1),
+    )
+    try:
+        enc = _encoder(stack, topics)
+        rows = [
+            Row(cdr("m1", A, "VOICE", 61, at(1), TOWER_1, 2)),
+            Row(cdr("m2", B, "SMS", 0, at(7), TOWER_2, 4)),
+            Row(cdr("m3", A, "VOICE", 30, at(90), TOWER_1, 3)),  # past 11:00 + 15 min
+            Row(cdr("m4", B, "VOICE", 45, at(8), TOWER_2, 1)),  # arrives after m3
+        ]
+        produce_step(stack.kafka, topics.valid, rows, [enc])
+        settings = AggregateSettings(
+            shuffle_partitions=2,
+            output=str(tmp_path / "aggregate"),
+            checkpoint_dir=tmp_path / "ckpt",
+        )
+        drain(spark, stack, settings, topics)
+        s = runner.Settings(
+            kafka=stack.kafka,
+            registry=stack.registry,
+            topics=topics,
+            stack=stack.stack_settings,
+            aggregate=settings,
+            replay=ReplaySettings(output=str(tmp_path / "replay"), progress=False),
+        )
+        report = parity.compare(spark, s, START, END, topic=topics.valid)
+    finally:
+        topic.cleanup()
+    assert report.unexplained == []
+    got = {(d.table, d.window_start, d.key, d.beyond_margin_records) for d in report.explained}
+    assert got == {
+        ("billing", "2026-03-01T10:05:00Z", B, 1),
+        ("network", "2026-03-01T10:05:00Z", TOWER_2, 1),
+    }
+    assert all("after the replay's lateness margin" in d.reason for d in report.explained)
