@@ -34,14 +34,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Producer
-
-from kappa import clients
+from bench.common import CdrLoader
 from kappa.settings import AggregateSettings, StackSettings, TopicSettings
 from kappa.stack.testing import running_stack
 from kappa.stack.topics import delete_topics, ensure_topics
-from schemas.contract import SchemaName, parsed_schema, register, schema_text, subject
-from schemas.wire import WireEncoder
 from streams.aggregate import job
 from streams.spark import session
 
@@ -51,19 +47,8 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 def load(kafka: Any, registry: Any, topic: str, n: int, seed: int = 7) -> float:
     """Produce ``n`` valid CDRs, 2 ms of event time apart; returns seconds."""
-    sid = register(clients.registry(registry), subject(topic), schema_text(SchemaName.CDR))
-    enc = WireEncoder(parsed_schema(SchemaName.CDR), sid)
+    loader = CdrLoader(kafka, registry, topic)
     rnd = random.Random(seed)
-    producer = Producer(
-        {
-            **kafka.client_config(),
-            "linger.ms": 50,
-            "batch.size": 1_000_000,
-            "compression.type": "lz4",
-            "queue.buffering.max.messages": 1_000_000,
-            "acks": "1",
-        }
-    )
     types = ("VOICE",) * 6 + ("SMS",) * 3 + ("DATA",)
     began = time.perf_counter()
     for i in range(n):
@@ -80,20 +65,8 @@ def load(kafka: Any, registry: Any, topic: str, n: int, seed: int = 7) -> float:
             "signal_strength": rnd.randrange(1, 6),
             "data_volume_kb": rnd.randrange(1, 50_000) if call_type == "DATA" else 0,
         }
-        while True:
-            try:
-                producer.produce(
-                    topic,
-                    key=str(rec["call_id"]).encode(),
-                    value=enc.encode(rec),
-                    timestamp=int(t.timestamp() * 1000),
-                )
-                break
-            except BufferError:
-                producer.poll(0.05)
-        if i % 10_000 == 0:
-            producer.poll(0)
-    producer.flush(120)
+        loader.send(rec, int(t.timestamp() * 1000))
+    loader.flush()
     return time.perf_counter() - began
 
 

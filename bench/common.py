@@ -12,7 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import Producer
+
+from kappa import clients
+from kappa.settings import KafkaSettings, RegistrySettings
 from kappa.stack.testing import StackHandle, running_stack
+from schemas.contract import SchemaName, parsed_schema, register, schema_text, subject
+from schemas.wire import WireEncoder
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -25,6 +31,44 @@ def bench_stack() -> Iterator[StackHandle]:
         running_stack(Path(tmp), environ=os.environ) as handle,
     ):
         yield handle
+
+
+class CdrLoader:
+    """Pre-loads a topic with ``Cdr`` records as fast as the client goes: the contract's
+    ``Cdr`` registered under the topic's subject, large lz4 batches, acks=1."""
+
+    def __init__(self, kafka: KafkaSettings, registry: RegistrySettings, topic: str) -> None:
+        sid = register(clients.registry(registry), subject(topic), schema_text(SchemaName.CDR))
+        self._encoder = WireEncoder(parsed_schema(SchemaName.CDR), sid)
+        self._producer = Producer(
+            {
+                **kafka.client_config(),
+                "linger.ms": 50,
+                "batch.size": 1_000_000,
+                "compression.type": "lz4",
+                "queue.buffering.max.messages": 1_000_000,
+                "acks": "1",
+            }
+        )
+        self.topic = topic
+        self.sent = 0
+
+    def send(self, record: dict[str, Any], timestamp_ms: int) -> None:
+        """``record`` keyed by its ``call_id``, waiting while the client's queue is full."""
+        value = self._encoder.encode(record)
+        key = str(record["call_id"]).encode()
+        while True:
+            try:
+                self._producer.produce(self.topic, key=key, value=value, timestamp=timestamp_ms)
+                break
+            except BufferError:
+                self._producer.poll(0.05)
+        self.sent += 1
+        if self.sent % 50_000 == 0:
+            self._producer.poll(0)
+
+    def flush(self, timeout_s: float = 300.0) -> None:
+        self._producer.flush(timeout_s)
 
 
 def machine() -> dict[str, Any]:

@@ -29,18 +29,18 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-from confluent_kafka import Producer
-
-from bench.common import bench_stack, write_results
-from kappa import clients
-from kappa.settings import AggregateSettings, KafkaSettings, ReplaySettings, StackSettings
+from bench.common import CdrLoader, bench_stack, write_results
+from kappa.settings import (
+    AggregateSettings,
+    KafkaSettings,
+    RegistrySettings,
+    ReplaySettings,
+    StackSettings,
+)
 from kappa.stack.topics import delete_topics, ensure_topics
-from replay.job import read_tasks
+from replay.job import read_kafka, read_tasks
 from replay.plan import ReplayPlan, iso, plan
-from schemas.contract import SchemaName, parsed_schema, register, schema_text, subject
-from schemas.wire import WireEncoder
 
 T1 = datetime(2026, 1, 1, tzinfo=UTC)
 T2 = T1 + timedelta(hours=6)
@@ -51,25 +51,13 @@ TYPES = ("VOICE",) * 6 + ("SMS",) * 3 + ("DATA",)
 DRIVER_MEMORY = os.environ.get("KAPPA_AGGREGATE_DRIVER_MEMORY", "4g")
 
 
-def load(kafka: KafkaSettings, registry: Any, topic: str, n: int) -> tuple[int, float]:
+def load(kafka: KafkaSettings, registry: RegistrySettings, topic: str, n: int) -> tuple[int, float]:
     """``n`` records in [T1, T2) plus 1% before and 1% after; (records written, seconds)."""
-    sid = register(clients.registry(registry), subject(topic), schema_text(SchemaName.CDR))
-    enc = WireEncoder(parsed_schema(SchemaName.CDR), sid)
-    producer = Producer(
-        {
-            **kafka.client_config(),
-            "linger.ms": 50,
-            "batch.size": 1_000_000,
-            "compression.type": "lz4",
-            "queue.buffering.max.messages": 1_000_000,
-            "acks": "1",
-        }
-    )
+    loader = CdrLoader(kafka, registry, topic)
     span_ms = int((T2 - T1).total_seconds() * 1000)
     edge = max(1, n // 100)
     t1_ms = int(T1.timestamp() * 1000)
     began = time.perf_counter()
-    total = 0
     for i in range(-edge, n + edge):
         ms = t1_ms + (i * span_ms) // n if i >= 0 else t1_ms - (-i * 600_000) // edge
         if i >= n:
@@ -86,18 +74,9 @@ def load(kafka: KafkaSettings, registry: Any, topic: str, n: int) -> tuple[int, 
             "signal_strength": 1 + (i * 17) % 5,
             "data_volume_kb": (i * 101) % 20_000 if call_type == "DATA" else 0,
         }
-        value = enc.encode(rec)
-        while True:
-            try:
-                producer.produce(topic, key=rec["call_id"].encode(), value=value, timestamp=ms)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        total += 1
-        if total % 50_000 == 0:
-            producer.poll(0)
-    producer.flush(300)
-    return total, time.perf_counter() - began
+        loader.send(rec, ms)
+    loader.flush()
+    return loader.sent, time.perf_counter() - began
 
 
 def baseline_child(spec: str) -> None:
@@ -108,17 +87,9 @@ def baseline_child(spec: str) -> None:
 
     spark = session(AggregateSettings(), StackSettings(), app_name="bench-replay-baseline")
     kafka = KafkaSettings()
-    df = (
-        spark.read.format("kafka")
-        .options(**kafka.spark_options())
-        .option("assign", args["assign"])
-        .option("startingOffsets", args["starting"])
-        .option("endingOffsets", args["ending"])
-        .option("minPartitions", str(args["tasks"]))
-        .option("kafka.isolation.level", "read_committed")
-        .load()
-        .select("key", "value", "partition", "offset", "timestamp")
-    )
+    df = read_kafka(
+        spark, kafka, args["assign"], args["starting"], args["ending"], tasks=args["tasks"]
+    ).select("key", "value", "partition", "offset", "timestamp")
     df.write.mode("overwrite").parquet(args["output"])
     rows = spark.read.parquet(args["output"]).count()
     spark.stop()

@@ -89,6 +89,31 @@ def read_tasks(plan: ReplayPlan, records_per_task: int) -> int:
     return max(len(plan.spans), -(-plan.offsets_to_read // records_per_task))
 
 
+def read_kafka(
+    spark: SparkSession,
+    kafka: KafkaSettings,
+    assign: str,
+    starting: str,
+    ending: str,
+    *,
+    tasks: int | None = None,
+) -> DataFrame:
+    """Spark's Kafka source rows (batch) of the ``assign``ed partitions between two
+    offset specs (JSON, or ``earliest``/``latest``), in ``tasks`` read tasks at least."""
+    reader = (
+        spark.read.format("kafka")
+        .options(**kafka.spark_options())
+        .option("assign", assign)
+        .option("startingOffsets", starting)
+        .option("endingOffsets", ending)
+        # cdr.valid is written in transactions: aborted records are not records.
+        .option("kafka.isolation.level", "read_committed")
+    )
+    if tasks is not None:
+        reader = reader.option("minPartitions", str(tasks))
+    return reader.load()
+
+
 def read_offsets(
     spark: SparkSession,
     kafka: KafkaSettings,
@@ -96,16 +121,13 @@ def read_offsets(
     records_per_task: int = 250_000,
 ) -> DataFrame:
     """The planned offsets of the topic as Spark's Kafka source rows (batch)."""
-    return (
-        spark.read.format("kafka")
-        .options(**kafka.spark_options())
-        .option("assign", plan.assign_json())
-        .option("startingOffsets", plan.starting_offsets_json())
-        .option("endingOffsets", plan.ending_offsets_json())
-        .option("minPartitions", str(read_tasks(plan, records_per_task)))
-        # cdr.valid is written in transactions: aborted records are not records.
-        .option("kafka.isolation.level", "read_committed")
-        .load()
+    return read_kafka(
+        spark,
+        kafka,
+        plan.assign_json(),
+        plan.starting_offsets_json(),
+        plan.ending_offsets_json(),
+        tasks=read_tasks(plan, records_per_task),
     )
 
 

@@ -23,7 +23,6 @@ watermark has passed its end).
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -275,16 +274,7 @@ def compare(
 def _read_after(spark: SparkSession, s: runner.Settings, plan: ReplayPlan) -> DataFrame:
     """The topic after the plan's end offsets, up to its end now: where records of the
     range that arrived after the lateness margin are."""
-    after = {str(span.partition): span.end for span in plan.spans}
-    return (
-        spark.read.format("kafka")
-        .options(**s.kafka.spark_options())
-        .option("assign", plan.assign_json())
-        .option("startingOffsets", json.dumps({plan.topic: after}))
-        .option("endingOffsets", "latest")
-        .option("kafka.isolation.level", "read_committed")
-        .load()
-    )
+    return job.read_kafka(spark, s.kafka, plan.assign_json(), plan.ending_offsets_json(), "latest")
 
 
 def _by_window_and_key(cdrs: DataFrame, key: str, window: str) -> dict[tuple[int, str], int]:

@@ -13,10 +13,9 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as sf
 
 from kappa.cli import main
-from kappa.settings import AggregateSettings, ReplaySettings, StackSettings, TopicSettings
+from kappa.settings import AggregateSettings, ReplaySettings, TopicSettings
 from kappa.stack.testing import StackHandle, TopicFactory
 from replay import parity, runner
-from streams.aggregate import job
 from tests.streams.aggregate.dataset import (
     STEPS,
     T0,
@@ -28,15 +27,30 @@ from tests.streams.aggregate.dataset import (
     at,
     cdr,
     drain,
+    encoder,
     produce_step,
     settle,
+    start_query,
     watermark_after,
 )
-from tests.streams.aggregate.test_job import _encoder
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 
 START, END = T0, at(60)  # [10:00, 11:00)
+
+
+def replay_settings(
+    stack: StackHandle, topics: TopicSettings, settings: AggregateSettings, tmp_path: Path
+) -> runner.Settings:
+    """What parity reads: the test stack, these topics, the aggregation's settings."""
+    return runner.Settings(
+        kafka=stack.kafka,
+        registry=stack.registry,
+        topics=topics,
+        stack=stack.stack_settings,
+        aggregate=settings,
+        replay=ReplaySettings(output=str(tmp_path / "replay"), progress=False),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,29 +73,15 @@ def streamed(
         output=str(tmp_path / "aggregate"),
         checkpoint_dir=tmp_path / "ckpt",
     )
-    enc = _encoder(stack, topics)
-    handle = job.start(
-        spark,
-        settings,
-        kafka=stack.kafka,
-        registry=stack.registry,
-        topics=topics,
-        stack=StackSettings(),
-    )
+    enc = encoder(stack, topics)
+    handle = start_query(spark, stack, topics, settings)
     try:
         for i, step in enumerate(STEPS):
             produce_step(stack.kafka, topics.valid, step, [enc])
             settle(handle, watermark_after(STEPS[: i + 1]))
     finally:
         handle.stop()
-    s = runner.Settings(
-        kafka=stack.kafka,
-        registry=stack.registry,
-        topics=topics,
-        stack=stack.stack_settings,
-        aggregate=settings,
-        replay=ReplaySettings(output=str(tmp_path / "replay"), progress=False),
-    )
+    s = replay_settings(stack, topics, settings, tmp_path)
     yield s, topics
     topic.cleanup()
 
@@ -174,7 +174,7 @@ def test_parity_explains_records_past_the_margin_the_stream_had_on_time(
         late=topic(partitions=1),
     )
     try:
-        enc = _encoder(stack, topics)
+        enc = encoder(stack, topics)
         rows = [
             Row(cdr("m1", A, "VOICE", 61, at(1), TOWER_1, 2)),
             Row(cdr("m2", B, "SMS", 0, at(7), TOWER_2, 4)),
@@ -188,14 +188,7 @@ def test_parity_explains_records_past_the_margin_the_stream_had_on_time(
             checkpoint_dir=tmp_path / "ckpt",
         )
         drain(spark, stack, settings, topics)
-        s = runner.Settings(
-            kafka=stack.kafka,
-            registry=stack.registry,
-            topics=topics,
-            stack=stack.stack_settings,
-            aggregate=settings,
-            replay=ReplaySettings(output=str(tmp_path / "replay"), progress=False),
-        )
+        s = replay_settings(stack, topics, settings, tmp_path)
         report = parity.compare(spark, s, START, END, topic=topics.valid)
     finally:
         topic.cleanup()

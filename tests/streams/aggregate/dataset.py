@@ -16,8 +16,10 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from kappa import clients
 from kappa.settings import AggregateSettings, KafkaSettings, StackSettings, TopicSettings
 from kappa.stack.testing import StackHandle
+from schemas.contract import SchemaName, parsed_schema, register, schema_text, subject
 from schemas.wire import WireEncoder
 from streams.aggregate import job
 from streams.aggregate.job import AggregateQuery
@@ -153,6 +155,33 @@ def settle(handle: AggregateQuery, watermark_ms: int, timeout_s: float = 300.0) 
     raise AssertionError(f"watermark {watermark_ms} not reached; committed watermark {got}")
 
 
+def encoder(stack: StackHandle, topics: TopicSettings) -> WireEncoder:
+    """The contract's ``Cdr`` registered under ``topics.valid``'s subject."""
+    reg = clients.registry(stack.registry)
+    sid = register(reg, subject(topics.valid), schema_text(SchemaName.CDR))
+    return WireEncoder(parsed_schema(SchemaName.CDR), sid)
+
+
+def _connections(stack: StackHandle, topics: TopicSettings) -> dict[str, Any]:
+    return {
+        "kafka": stack.kafka,
+        "registry": stack.registry,
+        "topics": topics,
+        "stack": StackSettings(),
+    }
+
+
+def start_query(
+    spark: Any,
+    stack: StackHandle,
+    topics: TopicSettings,
+    settings: AggregateSettings,
+    **options: Any,
+) -> AggregateQuery:
+    """The aggregation query, running, against the test stack."""
+    return job.start(spark, settings, **_connections(stack, topics), **options)
+
+
 def drain(
     spark: Any,
     stack: StackHandle,
@@ -161,13 +190,4 @@ def drain(
     **options: Any,
 ) -> list[Any]:
     """Run the aggregation over everything in ``topics.valid`` until idle; its batch history."""
-    return job.run(
-        spark,
-        settings,
-        kafka=stack.kafka,
-        registry=stack.registry,
-        topics=topics,
-        stack=StackSettings(),
-        until_idle=True,
-        **options,
-    )
+    return job.run(spark, settings, **_connections(stack, topics), until_idle=True, **options)

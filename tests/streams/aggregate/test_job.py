@@ -13,10 +13,9 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 
 from kappa import clients
-from kappa.settings import AggregateSettings, StackSettings, TopicSettings
-from schemas.contract import SchemaName, parsed_schema, register, schema_text, subject
+from kappa.settings import AggregateSettings, TopicSettings
+from schemas.contract import SchemaName, schema_text, subject
 from schemas.wire import WireDecoder, WireEncoder
-from streams.aggregate import job
 from streams.aggregate.decode import Decoders
 from tests.streams.aggregate import expected
 from tests.streams.aggregate.dataset import (
@@ -27,8 +26,10 @@ from tests.streams.aggregate.dataset import (
     at,
     cdr,
     drain,
+    encoder,
     produce_step,
     settle,
+    start_query,
     watermark_after,
 )
 
@@ -51,26 +52,6 @@ def _settings(tmp_path: Path) -> AggregateSettings:
     return SETTINGS.model_copy(
         update={"output": str(tmp_path / "out"), "checkpoint_dir": tmp_path / "ckpt"}
     )
-
-
-def _start(
-    spark: SparkSession, stack: Any, topics: TopicSettings, settings: AggregateSettings, **kw: Any
-) -> job.AggregateQuery:
-    return job.start(
-        spark,
-        settings,
-        kafka=stack.kafka,
-        registry=stack.registry,
-        topics=topics,
-        stack=StackSettings(),
-        **kw,
-    )
-
-
-def _encoder(stack: Any, topics: TopicSettings) -> WireEncoder:
-    reg = clients.registry(stack.registry)
-    sid = register(reg, subject(topics.valid), schema_text(SchemaName.CDR))
-    return WireEncoder(parsed_schema(SchemaName.CDR), sid)
 
 
 def _read(root: Path, table: str) -> pd.DataFrame:
@@ -129,8 +110,8 @@ def test_windows_equal_independent_aggregates_and_late_rows_are_captured(
     spark: SparkSession, stack: Any, topics: TopicSettings, tmp_path: Path
 ) -> None:
     settings = _settings(tmp_path)
-    enc = _encoder(stack, topics)
-    handle = _start(spark, stack, topics, settings)
+    enc = encoder(stack, topics)
+    handle = start_query(spark, stack, topics, settings)
     try:
         for i, step in enumerate(STEPS):
             produce_step(stack.kafka, topics.valid, step, [enc])
@@ -152,7 +133,7 @@ def test_crash_after_parquet_then_restart_from_checkpoint_no_row_missing_or_doub
 ) -> None:
     settings = _settings(tmp_path)
     out = Path(settings.output or "")
-    enc = _encoder(stack, topics)
+    enc = encoder(stack, topics)
     crashed: list[int] = []
 
     def crash_once(batch_id: int) -> None:
@@ -161,7 +142,7 @@ def test_crash_after_parquet_then_restart_from_checkpoint_no_row_missing_or_doub
             crashed.append(batch_id)
             raise RuntimeError("simulated crash after the Parquet write, before the commit")
 
-    handle = _start(spark, stack, topics, settings, after_parquet=crash_once)
+    handle = start_query(spark, stack, topics, settings, after_parquet=crash_once)
     try:
         produce_step(stack.kafka, topics.valid, STEPS[0], [enc])
         settle(handle, watermark_after(STEPS[:1]))
@@ -173,7 +154,7 @@ def test_crash_after_parquet_then_restart_from_checkpoint_no_row_missing_or_doub
     assert crashed, "the crash hook never fired"
     assert list((out / "billing_realtime").glob(f"batch-{crashed[0]}-*"))  # half-done batch
 
-    handle = _start(spark, stack, topics, settings)  # same checkpoint, same output
+    handle = start_query(spark, stack, topics, settings)  # same checkpoint, same output
     try:
         settle(handle, watermark_after(STEPS[:2]))
         for i in range(2, len(STEPS)):
@@ -194,7 +175,7 @@ def test_two_schema_versions_are_both_aggregated_even_one_registered_after_start
 ) -> None:
     settings = _settings(tmp_path)
     reg = clients.registry(stack.registry)
-    v1 = _encoder(stack, topics)
+    v1 = encoder(stack, topics)
     decoders_at_start = Decoders.fetch(reg, topics.valid)  # v1 only
     v2_schema = json.loads(schema_text(SchemaName.CDR))
     v2_schema["fields"].append(
