@@ -193,9 +193,9 @@ def compare(
             & (F.unix_millis(F.col(end_col)) <= F.lit(hi))
         )
 
-    ctx = s.context(progress=False)
+    decoders = job.decoders_for(s.context(progress=False), the_plan.topic)
     rows = job.in_range(
-        job.decode(spark, job.read_offsets(spark, s.kafka, the_plan), ctx, the_plan.topic), the_plan
+        job.decode(job.read_offsets(spark, s.kafka, the_plan), decoders), the_plan
     ).persist(StorageLevel.MEMORY_AND_DISK)
     beyond: DataFrame | None = None
     try:
@@ -204,9 +204,7 @@ def compare(
         ).persist(StorageLevel.MEMORY_AND_DISK)
         late_ids = late.select("call_id").distinct()
         beyond = (
-            job.in_range(
-                job.decode(spark, _read_after(spark, s, the_plan), ctx, the_plan.topic), the_plan
-            )
+            job.in_range(job.decode(_read_after(spark, s, the_plan), decoders), the_plan)
             .join(late_ids, "call_id", "left_anti")
             .persist(StorageLevel.MEMORY_AND_DISK)
         )

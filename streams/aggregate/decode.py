@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -39,6 +40,7 @@ from streams.aggregate.exceptions import SourceUnavailableError, UnknownSchemaId
 
 log = logging.getLogger(__name__)
 
+MAGIC = b"\x00"
 UNKNOWN_ID_MARKER = "KAPPA_UNKNOWN_SCHEMA_ID"
 _UNKNOWN_ID_RE = re.compile(UNKNOWN_ID_MARKER + r" (\d+)")
 
@@ -96,12 +98,23 @@ def unknown_id_in(error_text: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def schema_id_col(value: Column) -> Column:
-    """The 4-byte big-endian id after the magic byte (null if the value is too short)."""
-    return sf.when(
+def schema_id_col(value: Column, known: Iterable[int] = ()) -> Column:
+    """The 4-byte big-endian id after the magic byte (null if the value is too short).
+
+    Ids in ``known`` are recognised by comparing the 5-byte prefix; only other
+    values pay for parsing the id out of its hex text.
+    """
+    parsed = sf.when(
         sf.length(value) >= 5,
         sf.conv(sf.hex(sf.substring(value, 2, 4)), 16, 10).cast("long"),
     )
+    prefix = sf.substring(value, 1, 5)
+    chosen: Column | None = None
+    for schema_id in sorted(known):
+        hit = prefix == sf.lit(MAGIC + schema_id.to_bytes(4, "big"))
+        value_id = sf.lit(schema_id).cast("long")
+        chosen = sf.when(hit, value_id) if chosen is None else chosen.when(hit, value_id)
+    return parsed if chosen is None else chosen.otherwise(parsed)
 
 
 def decode(source: DataFrame, decoders: Decoders) -> DataFrame:
@@ -111,8 +124,8 @@ def decode(source: DataFrame, decoders: Decoders) -> DataFrame:
     are not a record; all source columns are kept.
     """
     value = sf.col("value")
-    framed = source.withColumn("schema_id", schema_id_col(value)).withColumn(
-        "magic_ok", (sf.length(value) >= 5) & (sf.hex(sf.substring(value, 1, 1)) == sf.lit("00"))
+    framed = source.withColumn("schema_id", schema_id_col(value, decoders.writers)).withColumn(
+        "magic_ok", (sf.length(value) >= 5) & (sf.substring(value, 1, 1) == sf.lit(MAGIC))
     )
     payload = sf.expr("substring(value, 6)")
     options = {"mode": "PERMISSIVE", "avroSchema": decoders.reader}

@@ -6,11 +6,12 @@ import json
 
 import pytest
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F  # noqa: N812
 from pyspark.sql.types import BinaryType, StructField, StructType
 
 from schemas.contract import SchemaName, parsed_schema, schema_text
 from schemas.wire import WireEncoder
-from streams.aggregate.decode import Decoders, decode, unknown_id_in
+from streams.aggregate.decode import Decoders, decode, schema_id_col, unknown_id_in
 from tests.streams.aggregate.dataset import STEPS
 
 pytestmark = pytest.mark.spark
@@ -58,3 +59,22 @@ def test_an_unknown_id_fails_the_batch_with_a_recognisable_message(spark: SparkS
     with pytest.raises(Exception, match="KAPPA_UNKNOWN_SCHEMA_ID") as info:
         df.collect()
     assert unknown_id_in(str(info.value)) == 99
+
+
+def test_known_ids_by_prefix_equal_the_parsed_ids(spark: SparkSession) -> None:
+    """The 5-byte prefix shortcut gives the id the hex parsing gives, for any bytes."""
+    values = [
+        b"\x00\x00\x00\x00\x0bxyz",
+        b"\x00\x00\x00\x01\x02",
+        b"\x01\x00\x00\x00\x0b",  # wrong magic byte: still its id, like the parsed one
+        b"\x00\xff\xff\xff\xff",
+        b"\x00\x00\x00",  # too short: no id
+        b"",
+    ]
+    df = _values(spark, values)
+    rows = df.select(  # type: ignore[attr-defined]
+        schema_id_col(F.col("value"), [11, 258]).alias("by_prefix"),
+        schema_id_col(F.col("value")).alias("parsed"),
+    ).collect()
+    assert [r.by_prefix for r in rows] == [r.parsed for r in rows]
+    assert [r.parsed for r in rows] == [11, 258, 11, 4294967295, None, None]
