@@ -1,6 +1,6 @@
 """Benchmark of the replay: N records in range to Parquet, wall time including Spark start-up.
 
-    .venv/bin/python -m bench.replay [--records N] [--partitions P]
+    .venv/bin/python -m bench.replay [--records N] [--partitions P] [--repeat R]
 
 Loads N valid CDRs (default 10,000,000; KAPPA_BENCH_REPLAY_RECORDS) spread over a
 six-hour event-time range into a fresh topic, plus 1% on either side of it, the
@@ -12,8 +12,11 @@ pays the JVM and Spark start-up):
 - ``replay``: ``kappa replay --from --to``: plan, decode, exact event-time
   filter, cdr/ by date and hour, billing_report/, network_health/, manifest.
 
-The ratio replay/baseline is what decoding, filtering, partitioning and the two
-aggregations cost on top of reading and writing the same bytes. Uses the stack
+Both run R times (default 3), alternating, and the medians are compared: the
+machine's speed drifts by a third between quiet spells and busy ones, and
+alternating makes a slow spell weigh on both. The ratio replay/baseline is what
+decoding, filtering, partitioning and the two aggregations cost on top of
+reading and writing the same bytes. Uses the stack
 at KAPPA_KAFKA_BOOTSTRAP / KAPPA_SCHEMA_REGISTRY_URL when set, else starts one.
 Writes bench/results/replay.json.
 """
@@ -23,10 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -107,12 +112,22 @@ def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
     return seconds, done.stdout
 
 
+def _median(values: Iterable[float]) -> float:
+    return round(statistics.median(values), 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
         "--records", type=int, default=int(os.environ.get("KAPPA_BENCH_REPLAY_RECORDS", "10000000"))
     )
     ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="baseline and replay run this many times, alternating; medians are reported",
+    )
     ap.add_argument("--baseline-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.baseline_child:
@@ -144,31 +159,40 @@ def main() -> None:
                     "output": str(Path(tmp) / "baseline"),
                 }
             )
-            base_s, base_out = _run(
-                [sys.executable, "-m", "bench.replay", "--baseline-child", spec], env
-            )
-            base = json.loads(base_out.strip().splitlines()[-1])
-            print(f"baseline: {base['rows']:,} rows in {base_s:.1f} s", flush=True)
             kappa = str(Path(sys.executable).parent / "kappa")
-            replay_s, out = _run(
-                [
-                    kappa,
-                    "replay",
-                    "--from",
-                    iso(T1),
-                    "--to",
-                    iso(T2),
-                    "--topic",
-                    topic,
-                    "--json",
-                    "--output",
-                    str(Path(tmp) / "replay"),
-                ],
-                env,
-            )
-            manifest = json.loads(out[out.index("{") :])
-            records = manifest["counts"]["records"]
-            print(f"replay: {records:,} records in {replay_s:.1f} s", flush=True)
+            replay_cmd = [
+                kappa,
+                "replay",
+                "--from",
+                iso(T1),
+                "--to",
+                iso(T2),
+                "--topic",
+                topic,
+                "--json",
+                "--output",
+                str(Path(tmp) / "replay"),
+            ]
+            base_runs, replay_runs = [], []
+            for i in range(args.repeat):
+                # Alternating, so that a slow spell of the machine weighs on both.
+                base_s, base_out = _run(
+                    [sys.executable, "-m", "bench.replay", "--baseline-child", spec], env
+                )
+                base = json.loads(base_out.strip().splitlines()[-1])
+                base_runs.append({"wall_seconds": round(base_s, 1), "rows": base["rows"]})
+                print(f"[{i + 1}] baseline: {base['rows']:,} rows in {base_s:.1f} s", flush=True)
+                replay_s, out = _run(replay_cmd, env)
+                manifest = json.loads(out[out.index("{") :])
+                records = manifest["counts"]["records"]
+                replay_runs.append(
+                    {
+                        "wall_seconds": round(replay_s, 1),
+                        "inside_job_seconds": manifest["summary"]["seconds"],
+                        "stage_seconds": manifest["summary"].get("stage_seconds", {}),
+                    }
+                )
+                print(f"[{i + 1}] replay: {records:,} records in {replay_s:.1f} s", flush=True)
         finally:
             delete_topics(stack.kafka, [topic])
     write_results(
@@ -184,21 +208,32 @@ def main() -> None:
                 "read_tasks": read_tasks(the_plan, ReplaySettings().records_per_task),
             },
             "load_seconds": round(load_s, 1),
+            "runs": args.repeat,
             "replay": {
-                "wall_seconds": round(replay_s, 1),
-                "inside_job_seconds": manifest["summary"]["seconds"],
-                "stage_seconds": manifest["summary"].get("stage_seconds", {}),
-                "records_per_second": round(records / replay_s),
+                "wall_seconds_median": _median(r["wall_seconds"] for r in replay_runs),
+                "records_per_second_median": round(
+                    records / _median(r["wall_seconds"] for r in replay_runs)
+                ),
+                "runs": replay_runs,
             },
             "baseline_read_write_unaggregated": {
-                "wall_seconds": round(base_s, 1),
-                "rows": base["rows"],
-                "records_per_second": round(base["rows"] / base_s),
+                "wall_seconds_median": _median(r["wall_seconds"] for r in base_runs),
+                "rows": base_runs[-1]["rows"],
+                "runs": base_runs,
             },
-            "ratio_replay_to_baseline": round(replay_s / base_s, 2),
+            "ratio_replay_to_baseline": round(
+                _median(r["wall_seconds"] for r in replay_runs)
+                / _median(r["wall_seconds"] for r in base_runs),
+                2,
+            ),
+            "ratio_per_run": [
+                round(r["wall_seconds"] / b["wall_seconds"], 2)
+                for r, b in zip(replay_runs, base_runs, strict=True)
+            ],
             "note": (
-                "wall times of fresh processes, Spark start-up included; local[2]; "
-                "the machine is shared, see load_average_1m"
+                "wall times of fresh processes, Spark start-up included; local[2]; baseline "
+                "and replay alternate, medians of the runs; the machine is shared, see "
+                "load_average_1m"
             ),
         },
     )
