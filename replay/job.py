@@ -28,9 +28,9 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -45,6 +45,7 @@ from replay.progress import Progress
 from streams.aggregate import decode as agg_decode
 from streams.aggregate import transforms
 from streams.aggregate.decode import Decoders, unknown_id_in
+from streams.spark import run_concurrently
 
 log = logging.getLogger(__name__)
 
@@ -257,10 +258,9 @@ class Stopwatch:
     def concurrently(self, stages: dict[str, Callable[[], Any]]) -> dict[str, Any]:
         """Run ``stages`` at the same time (each its own Spark job), timing each; wait for
         all of them, then raise the first failure, if any."""
-        with ThreadPoolExecutor(max_workers=len(stages), thread_name_prefix="replay") as pool:
-            futures = {name: pool.submit(self._timed, name, fn) for name, fn in stages.items()}
-            wait(futures.values())
-        return {name: future.result() for name, future in futures.items()}
+        return run_concurrently(
+            {name: partial(self._timed, name, fn) for name, fn in stages.items()}
+        )
 
     def _timed(self, name: str, fn: Callable[[], Any]) -> Any:
         with self(name):
