@@ -294,6 +294,12 @@ class AggregateSettings(BaseSettings):
     max_offsets_per_trigger: int | None = Field(
         None, ge=1, description="cap on records read per micro-batch (default: all available)"
     )
+    min_read_tasks: int = Field(
+        6,
+        ge=1,
+        description="read tasks per micro-batch at least (the Kafka source's minPartitions): "
+        "three partitions on two cores would leave one core idle for a third of each read",
+    )
     starting_offsets: Literal["earliest", "latest"] = Field(
         "earliest", description="where a query without a checkpoint starts reading"
     )

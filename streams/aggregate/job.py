@@ -214,6 +214,7 @@ def kafka_source(
         .option("startingOffsets", settings.starting_offsets)
         .option("kafka.isolation.level", "read_committed")
         .option("failOnDataLoss", "true")
+        .option("minPartitions", str(settings.min_read_tasks))
     )
     if settings.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(settings.max_offsets_per_trigger))
