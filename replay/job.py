@@ -229,9 +229,10 @@ def with_partitions(cdrs: DataFrame) -> DataFrame:
     (0-23) of each record's UTC event time, by arithmetic on its microseconds
     (``to_date``/``hour`` go through the session's zone rules for every row)."""
     us = F.unix_micros(F.col("event_time"))
-    days = (us - F.pmod(us, F.lit(_DAY_US))) / F.lit(_DAY_US)
+    in_day = F.pmod(us, F.lit(_DAY_US))
+    days = (us - in_day) / F.lit(_DAY_US)
     return cdrs.withColumn("event_date", F.date_from_unix_date(days.cast("int"))).withColumn(
-        "event_hour", (F.pmod(us, F.lit(_DAY_US)) / F.lit(_HOUR_US)).cast("int")
+        "event_hour", (in_day / F.lit(_HOUR_US)).cast("int")
     )
 
 
@@ -401,6 +402,7 @@ def run(
 
 
 def _no_rows(spark: SparkSession, decoded: DataFrame) -> DataFrame:
+    """No records, with the decoded columns (an empty range)."""
     return spark.createDataFrame([], decoded.schema)
 
 
@@ -420,7 +422,7 @@ def _read_sorted(spark: SparkSession, fs: HadoopFs, url: str, decoded: DataFrame
     """The staging rows with their ``where``; none at all when nothing was read."""
     if any(name.startswith(f"{WHERE}=") for name in fs.children(url)):
         return spark.read.parquet(url)
-    return spark.createDataFrame([], decoded.schema).withColumn(WHERE, F.lit("in"))
+    return _no_rows(spark, decoded).withColumn(WHERE, F.lit("in"))
 
 
 def _discard(fs: HadoopFs, staging: str) -> None:

@@ -30,6 +30,7 @@ from tests.streams.aggregate.dataset import (
     encoder,
     produce_step,
     settle,
+    single_partition_topics,
     start_query,
     watermark_after,
 )
@@ -61,12 +62,7 @@ def streamed(
     transactions, out-of-order and late records included."""
     tmp_path = tmp_path_factory.mktemp("parity")
     topic = TopicFactory(stack.kafka, stack.topics)
-    topics = TopicSettings(
-        valid=topic(partitions=1),
-        billing=topic(partitions=1),
-        network=topic(partitions=1),
-        late=topic(partitions=1),
-    )
+    topics = single_partition_topics(topic)
     settings = AggregateSettings(
         shuffle_partitions=2,
         trigger="200 milliseconds",
@@ -167,12 +163,7 @@ def test_parity_explains_records_past_the_margin_the_stream_had_on_time(
     """A stream rebuilt from the topic reads its backlog in one batch: a record produced
     after the replay's lateness margin is on time for it, but past the replay's offsets."""
     topic = TopicFactory(stack.kafka, stack.topics)
-    topics = TopicSettings(
-        valid=topic(partitions=1),
-        billing=topic(partitions=1),
-        network=topic(partitions=1),
-        late=topic(partitions=1),
-    )
+    topics = single_partition_topics(topic)
     try:
         enc = encoder(stack, topics)
         rows = [

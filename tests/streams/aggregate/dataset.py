@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -153,6 +154,16 @@ def settle(handle: AggregateQuery, watermark_ms: int, timeout_s: float = 300.0) 
             handle.process_all_available()  # raises, or restarts a recoverable failure
         time.sleep(0.1)
     raise AssertionError(f"watermark {watermark_ms} not reached; committed watermark {got}")
+
+
+def single_partition_topics(topic: Callable[..., str]) -> TopicSettings:
+    """Fresh input and output topics of one partition each (``topic``: a topic factory)."""
+    return TopicSettings(
+        valid=topic(partitions=1),
+        billing=topic(partitions=1),
+        network=topic(partitions=1),
+        late=topic(partitions=1),
+    )
 
 
 def encoder(stack: StackHandle, topics: TopicSettings) -> WireEncoder:

@@ -29,6 +29,7 @@ from tests.streams.aggregate.dataset import (
     encoder,
     produce_step,
     settle,
+    single_partition_topics,
     start_query,
     watermark_after,
 )
@@ -40,12 +41,7 @@ SETTINGS = AggregateSettings(shuffle_partitions=2, trigger="200 milliseconds")
 
 @pytest.fixture
 def topics(stack: Any, topic: Any) -> TopicSettings:
-    return TopicSettings(
-        valid=topic(partitions=1),
-        billing=topic(partitions=1),
-        network=topic(partitions=1),
-        late=topic(partitions=1),
-    )
+    return single_partition_topics(topic)
 
 
 def _settings(tmp_path: Path) -> AggregateSettings:
