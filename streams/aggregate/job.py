@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,6 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as sf
 from pyspark.sql.streaming.query import StreamingQuery
-from pyspark.sql.window import Window
 
 from kappa import clients
 from kappa.settings import (
@@ -72,7 +72,14 @@ from streams.aggregate.exceptions import (
     SourceUnavailableError,
 )
 from streams.aggregate.late import LATE_COLUMNS, batch_timestamp_ms, late_rows
-from streams.aggregate.sinks import ParquetTables, avro_value, window_key, write_kafka
+from streams.aggregate.sinks import (
+    ParquetTables,
+    avro_value,
+    kafka_rows,
+    window_key,
+    write_kafka,
+    write_kafka_rows,
+)
 from streams.aggregate.state import (
     Stamp,
     WindowState,
@@ -299,6 +306,7 @@ class BatchWriter:
                 undecodable_rows=int(stats[UNDECODABLE]["n"]) if UNDECODABLE in stats else 0,
             )
             merged = None
+            newest_ms = None
             if self.aggregate:
                 on_time = partial.where(~sf.col("kind").isin(LATE, UNDECODABLE, CDR))
                 merged = keyed_merge(
@@ -306,8 +314,14 @@ class BatchWriter:
                 ).persist()
                 # Counting computes ``merged`` (from ``partial``) before that is dropped.
                 counts = _split_counts(merged, _closed(after))
-                result.billing_rows, result.network_rows = counts[0], counts[1]
-                after = replace(after, billing_rows=counts[2], network_rows=counts[3])
+                result.billing_rows, result.network_rows = (
+                    counts.closed_billing,
+                    counts.closed_network,
+                )
+                after = replace(
+                    after, billing_rows=counts.open_billing, network_rows=counts.open_network
+                )
+                newest_ms = counts.newest_closed_ms
         finally:
             partial.unpersist()
         # Late and undecodable rows are written whole: only a batch that has some reads
@@ -332,6 +346,7 @@ class BatchWriter:
             self._fold(
                 result,
                 after=after,
+                newest_ms=newest_ms,
                 merged=merged,
                 late=late,
                 undecodable=undecodable,
@@ -374,6 +389,7 @@ class BatchWriter:
         result: BatchCounts,
         *,
         after: Stamp,
+        newest_ms: int | None,
         merged: DataFrame | None,
         late: DataFrame | None,
         undecodable: DataFrame | None,
@@ -391,7 +407,7 @@ class BatchWriter:
         if self.outputs is not None:
             self._write_kafka(result, bill, net, late)
         self.state.write(after, still_open)
-        self._publish(result, after, bill, net)
+        self._publish(result, after, newest_ms, bill, net)
 
     def _write_parquet(
         self,
@@ -420,29 +436,18 @@ class BatchWriter:
         out = self.outputs
         assert out is not None
         opts = self.kafka_options
+        frames = []
         if n.billing_rows and bill is not None:
-            write_kafka(
-                bill,
-                window_key("caller_num"),
-                avro_value(
-                    bill,
-                    BILLING_COLUMNS,
-                    schema_text(SchemaName.BILLING_WINDOW),
-                    out.ids[out.billing],
-                ),
-                out.billing,
-                opts,
-            )
+            schema = schema_text(SchemaName.BILLING_WINDOW)
+            value = avro_value(bill, BILLING_COLUMNS, schema, out.ids[out.billing])
+            frames.append(kafka_rows(bill, out.billing, window_key("caller_num"), value))
         if n.network_rows and net is not None:
-            write_kafka(
-                net,
-                window_key("tower_id"),
-                avro_value(
-                    net, NETWORK_COLUMNS, schema_text(SchemaName.TOWER_WINDOW), out.ids[out.network]
-                ),
-                out.network,
-                opts,
-            )
+            schema = schema_text(SchemaName.TOWER_WINDOW)
+            value = avro_value(net, NETWORK_COLUMNS, schema, out.ids[out.network])
+            frames.append(kafka_rows(net, out.network, window_key("tower_id"), value))
+        if frames:
+            # Both tables' closed windows in one Spark job: the sink takes each row's topic.
+            write_kafka_rows(reduce(DataFrame.unionByName, frames), opts)
         if n.late_rows and late is not None:
             write_kafka(
                 late,
@@ -453,7 +458,12 @@ class BatchWriter:
             )
 
     def _publish(
-        self, n: BatchCounts, after: Stamp, bill: DataFrame | None, net: DataFrame | None
+        self,
+        n: BatchCounts,
+        after: Stamp,
+        newest_ms: int | None,
+        bill: DataFrame | None,
+        net: DataFrame | None,
     ) -> None:
         metrics.AGGREGATE_LATE_RECORDS.inc(n.late_rows)
         metrics.AGGREGATE_DROPPED_BY_WATERMARK.inc(n.late_rows)
@@ -465,12 +475,12 @@ class BatchWriter:
         if after.watermark_ms > 0:
             metrics.AGGREGATE_WATERMARK_SECONDS.set(after.watermark_ms / 1000.0)
             metrics.AGGREGATE_WATERMARK_DELAY_SECONDS.set(time.time() - after.watermark_ms / 1000.0)
-        if not (n.billing_rows or n.network_rows):
+        if newest_ms is None or not (n.billing_rows or n.network_rows):
             return
         # Only the newest window of each table feeds the business gauges.
         record_closed_window(
-            _newest(bill) if n.billing_rows and bill is not None else [],
-            _newest(net) if n.network_rows and net is not None else [],
+            _window(bill, newest_ms) if n.billing_rows and bill is not None else [],
+            _window(net, newest_ms) if n.network_rows and net is not None else [],
         )
 
 
@@ -483,23 +493,36 @@ def _pair(kind: str) -> Column:
     return sf.struct(sf.lit(kind).alias("kind"), sf.lit(None).cast("string").alias("key"))
 
 
-def _split_counts(merged: DataFrame, closed: Column) -> tuple[int, int, int, int]:
-    """Closed billing rows, closed tower rows, open billing rows, open tower rows."""
+@dataclass(frozen=True, slots=True)
+class SplitCounts:
+    """Rows of the merged windows on either side of the watermark after the batch."""
+
+    closed_billing: int
+    closed_network: int
+    open_billing: int
+    open_network: int
+    newest_closed_ms: int | None
+    """The end of the newest window the batch closes (epoch ms); None if none."""
+
+
+def _split_counts(merged: DataFrame, closed: Column) -> SplitCounts:
+    """Closed and open rows per table, and the newest closed window (one Spark job)."""
     billing = sf.col("kind") == sf.lit(BILLING_KIND)
     network = sf.col("kind") == sf.lit(NETWORK_KIND)
     row = merged.agg(
         *[
             sf.count(sf.when(c, sf.lit(1)))
             for c in (closed & billing, closed & network, ~closed & billing, ~closed & network)
-        ]
+        ],
+        sf.max(sf.when(closed, sf.unix_millis("window_end"))),
     ).collect()[0]
-    return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+    newest = None if row[4] is None else int(row[4])
+    return SplitCounts(int(row[0]), int(row[1]), int(row[2]), int(row[3]), newest)
 
 
-def _newest(df: DataFrame) -> list[Any]:
-    """The rows of the latest window in ``df`` (one Spark job)."""
-    w = Window.orderBy(sf.desc("window_end"))
-    return [r for r in df.withColumn("_r", sf.dense_rank().over(w)).where("_r = 1").collect()]
+def _window(df: DataFrame, end_ms: int) -> list[Any]:
+    """The rows of ``df`` in the window ending at ``end_ms`` (one Spark job)."""
+    return df.where(sf.unix_millis("window_end") == sf.lit(end_ms)).collect()
 
 
 @dataclass

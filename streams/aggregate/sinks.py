@@ -107,6 +107,18 @@ def write_kafka(
     )
 
 
+def kafka_rows(df: DataFrame, topic: str, key: Column, value: Column) -> DataFrame:
+    """``df`` as rows of Spark's Kafka sink: ``topic``, ``key`` (string), ``value``."""
+    return df.select(
+        sf.lit(topic).alias("topic"), key.cast("string").alias("key"), value.alias("value")
+    )
+
+
+def write_kafka_rows(rows: DataFrame, options: dict[str, str]) -> None:
+    """Write ``kafka_rows`` (of one topic or several) in one Spark job (at-least-once)."""
+    rows.write.format("kafka").options(**options).save()
+
+
 def window_key(*parts: str) -> Column:
     """``2026-01-01T10:00:00Z|<part>``: the window start in UTC ISO-8601, then the parts."""
     start = sf.date_format(sf.col("window_start"), "yyyy-MM-dd'T'HH:mm:ss'Z'")
