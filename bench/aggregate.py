@@ -14,9 +14,11 @@ checkpoint with ``availableNow`` and ``maxOffsetsPerTrigger``:
   windows, no state, nothing to write).
 
 The ratio aggregate/baseline isolates what the windowed state costs. Both then
-run again with a larger ``maxOffsetsPerTrigger`` (``--large-batch``, 1M): the
+run again with a larger ``maxOffsetsPerTrigger`` (``--large-batch``, 1M) and
+with none (``--whole-backlog``: the job's default, the whole backlog in one
+micro-batch, what ``kappa aggregate`` does when started behind a full topic): the
 aggregation pays a fixed cost per micro-batch (merging with the open windows,
-five sink writes), so the rate depends on the batch size chosen. Uses the
+the sink writes), so the rate depends on the batch size chosen. Uses the
 stack at KAPPA_KAFKA_BOOTSTRAP / KAPPA_SCHEMA_REGISTRY_URL when set, else starts
 a local one on free ports. Writes bench/results/aggregate.json.
 """
@@ -147,6 +149,12 @@ def main() -> None:
         help="a second, larger maxOffsetsPerTrigger run for both queries (0: skip): "
         "how the fixed cost per micro-batch amortizes",
     )
+    ap.add_argument(
+        "--whole-backlog",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also drain both queries without maxOffsetsPerTrigger (the job's default)",
+    )
     ap.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
     ap.add_argument(
         "--shuffle-partitions", type=int, default=2, help="spark.sql.shuffle.partitions"
@@ -199,6 +207,21 @@ def main() -> None:
                     )
                     print(json.dumps(r), flush=True)
                     large.append(r)
+            whole = []
+            if args.whole_backlog:
+                backlog = settings.model_copy(update={"max_offsets_per_trigger": None})
+                for aggregate in (False, True):
+                    r = drain(
+                        spark,
+                        backlog,
+                        stack,
+                        topics,
+                        work / "whole",
+                        args.records,
+                        aggregate=aggregate,
+                    )
+                    print(json.dumps(r), flush=True)
+                    whole.append(r)
             load_after = os.getloadavg()
             spark.stop()
         finally:
@@ -232,6 +255,15 @@ def main() -> None:
             "aggregate": large[1],
             "ratio_aggregate_to_baseline_records_per_s": round(
                 large[1]["records_per_s"] / large[0]["records_per_s"], 3
+            ),
+        }
+    if whole:
+        result["whole_backlog"] = {
+            "max_offsets_per_trigger": None,
+            "baseline": whole[0],
+            "aggregate": whole[1],
+            "ratio_aggregate_to_baseline_records_per_s": round(
+                whole[1]["records_per_s"] / whole[0]["records_per_s"], 3
             ),
         }
     args.results.parent.mkdir(parents=True, exist_ok=True)
