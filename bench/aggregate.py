@@ -129,6 +129,35 @@ def drain(
     }
 
 
+def drain_both(
+    spark: Any,
+    settings: AggregateSettings,
+    stack: Any,
+    topics: TopicSettings,
+    work: Path,
+    records: int,
+) -> list[dict[str, Any]]:
+    """``drain`` the baseline, then the aggregate, with the same settings."""
+    runs = []
+    for aggregate in (False, True):
+        r = drain(spark, settings, stack, topics, work, records, aggregate=aggregate)
+        print(json.dumps(r), flush=True)
+        runs.append(r)
+    return runs
+
+
+def compared(max_offsets: int | None, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    baseline, agg = runs
+    return {
+        "max_offsets_per_trigger": max_offsets,
+        "baseline": baseline,
+        "aggregate": agg,
+        "ratio_aggregate_to_baseline_records_per_s": round(
+            agg["records_per_s"] / baseline["records_per_s"], 3
+        ),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -193,35 +222,15 @@ def main() -> None:
             # would otherwise slow whichever query runs first.
             for aggregate in (False, True):
                 drain(spark, settings, stack, warm, work / "warmup", warmup, aggregate=aggregate)
-            runs = []
-            for aggregate in (False, True):
-                r = drain(spark, settings, stack, topics, work, args.records, aggregate=aggregate)
-                print(json.dumps(r), flush=True)
-                runs.append(r)
+            runs = drain_both(spark, settings, stack, topics, work, args.records)
             large = []
             if args.large_batch:
                 big = settings.model_copy(update={"max_offsets_per_trigger": args.large_batch})
-                for aggregate in (False, True):
-                    r = drain(
-                        spark, big, stack, topics, work / "large", args.records, aggregate=aggregate
-                    )
-                    print(json.dumps(r), flush=True)
-                    large.append(r)
+                large = drain_both(spark, big, stack, topics, work / "large", args.records)
             whole = []
             if args.whole_backlog:
                 backlog = settings.model_copy(update={"max_offsets_per_trigger": None})
-                for aggregate in (False, True):
-                    r = drain(
-                        spark,
-                        backlog,
-                        stack,
-                        topics,
-                        work / "whole",
-                        args.records,
-                        aggregate=aggregate,
-                    )
-                    print(json.dumps(r), flush=True)
-                    whole.append(r)
+                whole = drain_both(spark, backlog, stack, topics, work / "whole", args.records)
             load_after = os.getloadavg()
             spark.stop()
         finally:
@@ -249,23 +258,9 @@ def main() -> None:
         else None,
     }
     if large:
-        result["large_batch"] = {
-            "max_offsets_per_trigger": args.large_batch,
-            "baseline": large[0],
-            "aggregate": large[1],
-            "ratio_aggregate_to_baseline_records_per_s": round(
-                large[1]["records_per_s"] / large[0]["records_per_s"], 3
-            ),
-        }
+        result["large_batch"] = compared(args.large_batch, large)
     if whole:
-        result["whole_backlog"] = {
-            "max_offsets_per_trigger": None,
-            "baseline": whole[0],
-            "aggregate": whole[1],
-            "ratio_aggregate_to_baseline_records_per_s": round(
-                whole[1]["records_per_s"] / whole[0]["records_per_s"], 3
-            ),
-        }
+        result["whole_backlog"] = compared(None, whole)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

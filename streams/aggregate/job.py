@@ -77,7 +77,6 @@ from streams.aggregate.sinks import (
     avro_value,
     kafka_rows,
     window_key,
-    write_kafka,
     write_kafka_rows,
 )
 from streams.aggregate.state import (
@@ -445,17 +444,14 @@ class BatchWriter:
             schema = schema_text(SchemaName.TOWER_WINDOW)
             value = avro_value(net, NETWORK_COLUMNS, schema, out.ids[out.network])
             frames.append(kafka_rows(net, out.network, window_key("tower_id"), value))
-        if frames:
-            # Both tables' closed windows in one Spark job: the sink takes each row's topic.
-            write_kafka_rows(reduce(DataFrame.unionByName, frames), opts)
         if n.late_rows and late is not None:
-            write_kafka(
-                late,
-                sf.col("call_id"),
-                avro_value(late, LATE_COLUMNS, schema_text(SchemaName.LATE_CDR), out.ids[out.late]),
-                out.late,
-                opts,
+            value = avro_value(
+                late, LATE_COLUMNS, schema_text(SchemaName.LATE_CDR), out.ids[out.late]
             )
+            frames.append(kafka_rows(late, out.late, sf.col("call_id"), value))
+        if frames:
+            # Every topic's rows in one Spark job: the sink takes each row's topic.
+            write_kafka_rows(reduce(DataFrame.unionByName, frames), opts)
 
     def _publish(
         self,

@@ -94,19 +94,6 @@ def avro_value(
     return sf.concat(sf.lit(confluent_header(schema_id)), to_avro(record, schema_json))
 
 
-def write_kafka(
-    df: DataFrame, key: Column, value: Column, topic: str, options: dict[str, str]
-) -> None:
-    """Write ``key``/``value`` rows to ``topic`` with Spark's Kafka sink (at-least-once)."""
-    (
-        df.select(key.cast("string").alias("key"), value.alias("value"))
-        .write.format("kafka")
-        .options(**options)
-        .option("topic", topic)
-        .save()
-    )
-
-
 def kafka_rows(df: DataFrame, topic: str, key: Column, value: Column) -> DataFrame:
     """``df`` as rows of Spark's Kafka sink: ``topic``, ``key`` (string), ``value``."""
     return df.select(
