@@ -123,9 +123,9 @@ def drain(
         )[len(progress) // 2]
         if progress
         else None,
-        "billing_rows": sum(h.billing_rows for h in handle.writer.history),
-        "network_rows": sum(h.network_rows for h in handle.writer.history),
-        "late_rows": sum(h.late_rows for h in handle.writer.history),
+        "billing_rows": sum(h.billing_rows for h in handle.history),
+        "network_rows": sum(h.network_rows for h in handle.history),
+        "late_rows": sum(h.late_rows for h in handle.history),
     }
 
 

@@ -284,8 +284,19 @@ class AggregateSettings(BaseSettings):
         description="root of the Parquet outputs, a local path or an hdfs:// URL "
         "(default: <state_dir>/aggregate)",
     )
-    checkpoint_dir: Path | None = Field(
-        None, description="streaming checkpoints (default: <state_dir>/checkpoints/aggregate)"
+    checkpoint_dir: str | None = Field(
+        None,
+        description="Spark's checkpoint of the query (offsets, commits, window state): a "
+        "path or a Hadoop URL such as hdfs://host:port/path "
+        "(default: <state_dir>/checkpoints/aggregate)",
+    )
+    state_store: Literal["rocksdb", "hdfs"] = Field(
+        "rocksdb",
+        description="Spark state store provider of the open windows: rocksdb "
+        "(RocksDBStateStoreProvider) or hdfs (HDFSBackedStateStoreProvider, in memory)",
+    )
+    changelog_checkpointing: bool = Field(
+        True, description="RocksDB changelog checkpointing (upload only each batch's changes)"
     )
     watermark: str = Field("10 minutes", description="allowed event-time lateness")
     window: str = Field("5 minutes", description="tumbling window length")
@@ -313,3 +324,51 @@ class AggregateSettings(BaseSettings):
     )
     metrics_port: int = _metrics_port(9103)
     metrics_host: str = _metrics_host()
+
+
+class ClusterSettings(BaseSettings):
+    """``kappa stack up --cluster``: the local multi-node cluster (``KAPPA_CLUSTER_*``).
+
+    Three KRaft brokers, a Schema Registry, a Spark standalone master with two
+    workers, and an HDFS NameNode with two DataNodes, all on loopback. Lists of
+    ports are JSON (``KAPPA_CLUSTER_KAFKA_PORTS='[19092,19094,19096]'``). The
+    defaults stay clear of the single-node stack's ports, so both can run at once.
+    """
+
+    model_config = _config("KAPPA_CLUSTER_")
+
+    kafka_ports: tuple[int, int, int] = Field(
+        (19092, 19094, 19096), description="client ports of the three brokers (JSON list)"
+    )
+    controller_ports: tuple[int, int, int] = Field(
+        (19093, 19095, 19097), description="KRaft controller ports of the three nodes (JSON list)"
+    )
+    registry_port: int = Field(18085, ge=1, le=65535, description="cluster Schema Registry port")
+    spark_master_port: int = Field(17077, ge=1, le=65535, description="Spark master port")
+    spark_master_web_port: int = Field(
+        18080, ge=1, le=65535, description="Spark master web UI port"
+    )
+    spark_worker_ports: tuple[int, int] = Field(
+        (17078, 17079), description="ports of the two Spark workers (JSON list)"
+    )
+    spark_worker_web_ports: tuple[int, int] = Field(
+        (18081, 18082), description="web UI ports of the two Spark workers (JSON list)"
+    )
+    hdfs_namenode_port: int = Field(19000, ge=1, le=65535, description="HDFS NameNode RPC port")
+    hdfs_http_port: int = Field(19870, ge=1, le=65535, description="HDFS NameNode web port")
+    datanode_ports: tuple[int, int] = Field(
+        (19866, 19966), description="dfs.datanode.address ports of the two DataNodes (JSON list)"
+    )
+    datanode_ipc_ports: tuple[int, int] = Field(
+        (19867, 19967), description="dfs.datanode.ipc.address ports (JSON list)"
+    )
+    datanode_http_ports: tuple[int, int] = Field(
+        (19864, 19964), description="dfs.datanode.http.address ports (JSON list)"
+    )
+    kafka_heap: str = Field("448m", description="heap of each broker (-Xmx)")
+    spark_daemon_memory: str = Field(
+        "256m", description="heap of the Spark master and of each worker daemon"
+    )
+    worker_cores: int = Field(1, ge=1, description="cores each Spark worker offers")
+    worker_memory: str = Field("2g", description="memory each Spark worker offers to executors")
+    executor_memory: str = Field("1g", description="spark.executor.memory of jobs on the cluster")

@@ -161,16 +161,17 @@ AGGREGATE_WATERMARK_DELAY_SECONDS = Gauge(
 )
 AGGREGATE_STATE_ROWS = Gauge(
     "kappa_aggregate_state_rows",
-    "Open window rows held in the state store, by operator",
+    "Rows in Spark's state store (open windows per table and key), by stateful operator",
     ["operator"],
 )
 AGGREGATE_DROPPED_BY_WATERMARK = Counter(
     "kappa_aggregate_rows_dropped_by_watermark_total",
-    "Rows Spark's first windowed aggregation dropped as late (compare with late records)",
+    "Spark's numRowsDroppedByWatermark: late (window, table, key) groups its stateful "
+    "aggregation dropped (the CDRs behind them are in kappa_aggregate_late_records_total)",
 )
 AGGREGATE_LATE_RECORDS = Counter(
     "kappa_aggregate_late_records_total",
-    "Late CDRs captured to late/ and cdr.late (their window was already closed)",
+    "Late CDRs captured to late/ and cdr.late: the rows Spark's watermark dropped",
 )
 AGGREGATE_UNDECODABLE_RECORDS = Counter(
     "kappa_aggregate_undecodable_records_total", "cdr.valid values that were not a record"

@@ -3,8 +3,8 @@
 Output of a range, at ``<root>/<range id>/``::
 
     cdr/               the records of [from, to), partitioned by event_date / event_hour
-    billing_report/    streams.aggregate.transforms.billing over them
-    network_health/    streams.aggregate.transforms.network_health over them
+    billing_report/    streams.aggregate.tables.BILLING over them (the stream's own function)
+    network_health/    streams.aggregate.tables.NETWORK over them
     undecodable/       only if some bytes were not a record: those rows, as read
     manifest.json      range, per-partition offsets read, counts, schema ids, run id, summary
     _SUCCESS           written last
@@ -43,13 +43,14 @@ from replay.fs import STAGING_PREFIX, HadoopFs, join, normalize
 from replay.plan import ReplayPlan, iso, to_ms
 from replay.progress import Progress
 from streams.aggregate import decode as agg_decode
-from streams.aggregate import transforms
+from streams.aggregate import tables, transforms
 from streams.aggregate.decode import Decoders, unknown_id_in
 from streams.spark import run_concurrently
 
 log = logging.getLogger(__name__)
 
-CDR_DIR, BILLING_DIR, NETWORK_DIR = "cdr", "billing_report", "network_health"
+CDR_DIR = "cdr"
+BILLING_DIR, NETWORK_DIR = tables.BILLING.replay_folder, tables.NETWORK.replay_folder
 UNDECODABLE_DIR = "undecodable"
 MANIFEST, SUCCESS = "manifest.json", "_SUCCESS"
 MANIFEST_VERSION = 1
@@ -323,20 +324,19 @@ def run(
             in_url = join(sorted_url, f"{WHERE}=in")
             has_rows = fs.exists(in_url)
             rows = spark.read.parquet(in_url) if has_rows else _no_rows(spark, decoded)
-            rates = transforms.RateCard.from_settings(ctx.aggregate)
-            window = ctx.aggregate.window
+            params = tables.Params.from_settings(ctx.aggregate)
             done = stage.concurrently(
                 {
                     "count": lambda: _counts(_read_sorted(spark, fs, sorted_url, decoded), plan),
                     BILLING_DIR: lambda: _write_table(
                         spark,
-                        transforms.billing(rows, rates, window),
+                        tables.BILLING.compute(rows, params),
                         join(staging, BILLING_DIR),
                         _billing_totals,
                     ),
                     NETWORK_DIR: lambda: _write_table(
                         spark,
-                        transforms.network_health(rows, ctx.aggregate.low_signal_threshold, window),
+                        tables.NETWORK.compute(rows, params),
                         join(staging, NETWORK_DIR),
                         _network_totals,
                     ),

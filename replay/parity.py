@@ -40,39 +40,12 @@ from replay.fs import HadoopFs, join, normalize
 from replay.plan import ReplayPlan, iso, to_ms
 from streams.aggregate import job as agg_job
 from streams.aggregate import transforms
+from streams.aggregate.tables import TABLES, Params, Table
 
 log = logging.getLogger(__name__)
 
-BILLING_DIR, NETWORK_DIR = agg_job.BILLING_TABLE, agg_job.NETWORK_TABLE
 LATE_DIR = agg_job.LATE_TABLE
 TOLERANCE = 1e-6
-
-
-@dataclass(frozen=True)
-class Table:
-    name: str
-    folder: str
-    key: str
-    columns: tuple[str, ...]
-    late_key: str
-
-
-TABLES = (
-    Table(
-        "billing",
-        BILLING_DIR,
-        "caller_num",
-        tuple(f.name for f in transforms.BILLING_SCHEMA.fields),
-        "caller_num",
-    ),
-    Table(
-        "network",
-        NETWORK_DIR,
-        "tower_id",
-        tuple(f.name for f in transforms.NETWORK_SCHEMA.fields),
-        "tower_id",
-    ),
-)
 
 
 @dataclass
@@ -166,7 +139,9 @@ def compare(
                 "or give --aggregate-output"
             )
             raise ParityError(msg)
-    stream = {t.name: spark.read.parquet(join(root, t.folder)).select(*t.columns) for t in TABLES}
+    stream = {
+        t.name: spark.read.parquet(join(root, t.folder)).select(*t.column_names) for t in TABLES
+    }
     closed_row = (
         stream["billing"]
         .select("window_end")
@@ -209,16 +184,10 @@ def compare(
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
         kept = rows.join(late_ids, "call_id", "left_anti").unionByName(beyond)
-        rates = transforms.RateCard.from_settings(s.aggregate)
-        window, low = s.aggregate.window, s.aggregate.low_signal_threshold
-        replayed = {
-            "billing": transforms.billing(rows, rates, window),
-            "network": transforms.network_health(rows, low, window),
-        }
-        adjusted = {
-            "billing": transforms.billing(kept, rates, window),
-            "network": transforms.network_health(kept, low, window),
-        }
+        params = Params.from_settings(s.aggregate)
+        window = s.aggregate.window
+        replayed = {t.name: t.compute(rows, params) for t in TABLES}
+        adjusted = {t.name: t.compute(kept, params) for t in TABLES}
         windows = (
             in_windows(
                 replayed["billing"]
@@ -233,7 +202,7 @@ def compare(
             late_by_key = {
                 (r["w"], r["k"]): int(r["n"])
                 for r in late.groupBy(
-                    F.unix_millis("missed_window_start").alias("w"), F.col(t.late_key).alias("k")
+                    F.unix_millis("missed_window_start").alias("w"), F.col(t.key).alias("k")
                 )
                 .agg(F.count(F.lit(1)).alias("n"))
                 .collect()
@@ -244,7 +213,7 @@ def compare(
                 replayed=in_windows(replayed[t.name]),
                 adjusted=in_windows(adjusted[t.name]),
                 late_by_key=late_by_key,
-                beyond_by_key=_by_window_and_key(beyond, t.late_key, window),
+                beyond_by_key=_by_window_and_key(beyond, t.key, window),
                 report=report,
             )
     finally:
@@ -317,16 +286,8 @@ def _compare_table(
     report: ParityReport,
 ) -> None:
     keys = ["window_start", t.key]
-    values = [c for c in t.columns if c not in (*keys, "window_end")]
-    doubles = {
-        f.name
-        for f in (
-            transforms.BILLING_SCHEMA.fields
-            if t.name == "billing"
-            else transforms.NETWORK_SCHEMA.fields
-        )
-        if isinstance(f.dataType, DoubleType)
-    }
+    values = [c for c in t.column_names if c not in (*keys, "window_end")]
+    doubles = {f.name for f in t.columns.fields if isinstance(f.dataType, DoubleType)}
     s = stream.groupBy(*keys).agg(
         F.count(F.lit(1)).alias("s_copies"), *[F.first(c).alias(f"s_{c}") for c in values]
     )

@@ -53,11 +53,19 @@ step "2. validator and aggregation in the background"
 # the demo moves it (and the tables it fed) aside and rebuilds from the topic.
 RESET=()
 if ! $PY - 2>/dev/null <<'EOF'
-from kappa.settings import AggregateSettings, StackSettings
-from streams.aggregate.job import Paths
-from streams.aggregate.state import check_shape
+import json
+from pathlib import Path
 
-check_shape(Paths.resolve(AggregateSettings(), StackSettings(), None).checkpoint)
+from kappa.settings import AggregateSettings, StackSettings
+from streams.aggregate.checkpoint import SHAPE, SHAPE_FILE
+from streams.aggregate.job import Paths
+
+ckpt = Path(Paths.resolve(AggregateSettings(), StackSettings(), None).checkpoint)
+marker = ckpt / SHAPE_FILE
+if marker.exists():
+    assert json.loads(marker.read_text("utf-8")) == SHAPE
+else:
+    assert not (ckpt / "offsets").exists()
 EOF
 then
   echo "  the aggregation checkpoint is from an older query shape: moving it aside (--reset-checkpoint)"

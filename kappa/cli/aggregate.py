@@ -21,7 +21,6 @@ from monitoring import metrics
 from streams.aggregate.job import Paths, check_source, reset, run
 from streams.aggregate.listener import MetricsListener
 from streams.aggregate.read import top_callers, worst_towers
-from streams.aggregate.state import check_shape
 from streams.spark import session
 
 
@@ -89,8 +88,10 @@ def aggregate(
 ) -> None:
     """Windowed billing and tower health from cdr.valid (5-min windows, 10-min watermark).
 
-    Writes billing_realtime/, network_realtime/ and late/ as Parquet, and the same rows
-    to cdr.billing.5m, cdr.network.5m and cdr.late (Avro).
+    Spark Structured Streaming keeps the open windows in its state store (RocksDB by
+    default) under the checkpoint. Writes billing_realtime/, network_realtime/ and late/
+    (the rows Spark's watermark dropped) as Parquet, and the same rows to cdr.billing.5m,
+    cdr.network.5m and cdr.late (Avro). Output and checkpoint may be hdfs:// URLs.
     """
     settings = AggregateSettings()
     stack = StackSettings()
@@ -100,8 +101,6 @@ def aggregate(
         return
     kafka, registry, topics = KafkaSettings(), RegistrySettings(), TopicSettings()
     check_source(kafka, topics)  # clear messages before paying for Spark's start-up
-    if not reset_checkpoint:
-        check_shape(paths.checkpoint)
     metrics.serve(
         settings.metrics_port,
         settings.metrics_host,

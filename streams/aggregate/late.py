@@ -1,30 +1,49 @@
-"""Late CDRs: captured, with the window they missed and how late, never silently dropped.
+"""Late CDRs: the rows Spark's watermark dropped, captured whole, never silently lost.
 
-Spark's windowed aggregation drops a row whose window the watermark has already
-closed and only counts it (``numRowsDroppedByWatermark``). This job folds each
-micro-batch into its windows itself (``state``), so the ``foreachBatch`` of batch
-``N`` sees every row the batch read and splits them by one rule:
+Spark's stateful aggregation drops a row whose window the watermark has already
+closed and only counts it (``numRowsDroppedByWatermark`` in the query progress,
+per row reaching the stateful operator, i.e. per (window, table, key) group of the
+batch). Spark judges the rows of batch ``N`` against the watermark of batch
+``N-1`` (its offset log) and closes windows with the one of batch ``N``::
 
-    a row is late in batch N  <=>  window_end(event_time) <= W(N-1)
+    a row of batch N is dropped  <=>  window_end(event_time) <= W(N-1)
 
-where ``W(N-1)`` is the watermark after batch ``N-1`` (max event time seen so far
-minus the delay, 0 before any record), kept in the checkpoint with the open
-windows. Windows ending at or before it were already emitted, so a row is late
-exactly when its window was closed; late rows go to ``late/`` and ``cdr.late``,
-the others into the windows. A batch redone after a crash reads the same state
-and captures the same rows (``captured_at`` is the batch's own timestamp from
-the offset log, so even that field repeats).
+so that a row is dropped exactly when its window was already emitted. The capture
+(``LateCapture``) runs beside the query on the driver: once batch ``N`` is committed
+and its progress reports rows dropped by the watermark (or undecodable values, an
+observed metric of the query), it reads the batch's offset range back from Kafka
+(start and end offsets from the offset log), decodes it with the same decoders and
+keeps the rows the rule above selects. They go to ``late/`` (Parquet, replacing
+an earlier attempt of the same batch) and ``cdr.late`` (Avro, keyed by
+``call_id``), with the window they missed, the watermark, how late they were and
+their source partition and offset. ``captured_at`` is the batch's own timestamp
+from the offset log, so a capture redone after a crash writes the same rows.
+
+A batch without drops costs nothing. After a restart, the batches committed since
+the last capture marked in the checkpoint (``kappa-late.json``) are scanned again
+whole: their progress reports were lost with the driver.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as sf
 
-from streams.aggregate.transforms import DEFAULT_WINDOW, window_of
+from kappa.settings import KafkaSettings
+from monitoring import metrics
+from streams.aggregate.checkpoint import Checkpoint
+from streams.aggregate.decode import Decoders, decode
+from streams.aggregate.transforms import CDR_SCHEMA, DEFAULT_WINDOW, window_of
+
+log = logging.getLogger(__name__)
 
 LATE_COLUMNS = (
     "call_id",
@@ -42,15 +61,14 @@ LATE_COLUMNS = (
 )
 """The fields of the Avro ``LateCdr``, in order."""
 
-
-def batch_timestamp_ms(checkpoint: Path, batch_id: int) -> int:
-    """The time Spark gave micro-batch ``batch_id`` (its offset log), the same on a re-run."""
-    path = checkpoint / "offsets" / str(batch_id)
-    for line in path.read_text("utf-8").splitlines():
-        if line.startswith("{") and "batchTimestampMs" in line:
-            return int(json.loads(line)["batchTimestampMs"])
-    msg = f"no batch metadata in {path}"
-    raise ValueError(msg)
+UNDECODABLE_COLUMNS = (
+    "value",
+    "schema_id",
+    "source_partition",
+    "source_offset",
+    "source_timestamp",
+)
+CDR_COLUMNS = tuple(f.name for f in CDR_SCHEMA.fields)
 
 
 def _ms(col: str) -> Column:
@@ -83,3 +101,180 @@ def late_rows(
             sf.timestamp_millis(sf.lit(int(captured_at_ms))).alias("captured_at"),
         )
     )
+
+
+def read_range(
+    spark: SparkSession,
+    kafka: KafkaSettings,
+    start: dict[str, dict[str, int]],
+    end: dict[str, dict[str, int]],
+) -> DataFrame | None:
+    """The Kafka rows between two offset maps of the offset log (batch read); None when
+    the range is empty. A partition missing from ``start`` starts at its beginning."""
+    begin: dict[str, dict[str, int]] = {}
+    stop: dict[str, dict[str, int]] = {}
+    for topic, parts in end.items():
+        for part, offset in parts.items():
+            first = start.get(topic, {}).get(part, -2)
+            if first == offset:
+                continue
+            begin.setdefault(topic, {})[part] = first
+            stop.setdefault(topic, {})[part] = offset
+    if not stop:
+        return None
+    assign = {t: [int(p) for p in parts] for t, parts in stop.items()}
+    return (
+        spark.read.format("kafka")
+        .options(**kafka.spark_options())
+        .option("assign", json.dumps(assign))
+        .option("startingOffsets", json.dumps(begin))
+        .option("endingOffsets", json.dumps(stop))
+        .option("kafka.isolation.level", "read_committed")
+        .load()
+    )
+
+
+def decoded_rows(raw: DataFrame, decoders: Decoders) -> DataFrame:
+    """Kafka rows decoded: the ``Cdr`` columns, ``ok``, coordinates, and for undecodable
+    values their bytes and schema id."""
+    framed = decode(
+        raw.select(
+            "value",
+            sf.col("partition").alias("source_partition"),
+            sf.col("offset").alias("source_offset"),
+            sf.col("timestamp").alias("source_timestamp"),
+        ),
+        decoders,
+    )
+    ok = sf.col("decoded").isNotNull()
+    return framed.select(
+        ok.alias("ok"),
+        *[sf.col(f"decoded.{c}").alias(c) for c in CDR_COLUMNS if c != "call_type"],
+        sf.col("decoded.call_type").cast("string").alias("call_type"),
+        *UNDECODABLE_COLUMNS,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Captured:
+    """What the capture of one batch wrote."""
+
+    batch_id: int
+    late_rows: int
+    undecodable_rows: int
+
+
+Sink = Callable[[int, DataFrame | None, DataFrame | None], None]
+"""Writes a batch's late rows and undecodable rows (either may be None)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Flags:
+    """What a batch's progress says the capture must look for."""
+
+    dropped: int
+    undecodable: int
+
+
+class LateCapture:
+    """Captures the dropped rows of each committed batch, in order, on a driver thread."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        kafka: KafkaSettings,
+        checkpoint: Checkpoint,
+        decoders: Decoders,
+        sink: Sink,
+        *,
+        window: str = DEFAULT_WINDOW,
+    ) -> None:
+        self.spark = spark
+        self.kafka = kafka
+        self.checkpoint = checkpoint
+        self.decoders = decoders
+        self.sink = sink
+        self.window = window
+        self.done = checkpoint.captured_through()
+        self.flags: dict[int, Flags] = {}
+        self.captured: list[Captured] = []
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+
+    def note(self, batch_id: int, dropped: int, undecodable: int) -> None:
+        """Record what batch ``batch_id``'s progress reported."""
+        self.flags[batch_id] = Flags(dropped, undecodable)
+
+    def catch_up(self, through: int) -> None:
+        """Capture every batch after the last captured one, up to ``through`` (committed)."""
+        with self._lock:
+            while self.done < through:
+                batch_id = self.done + 1
+                flags = self.flags.pop(batch_id, None)
+                if flags is None or flags.dropped or flags.undecodable:
+                    self.captured.append(self.capture(batch_id, flags))
+                self.checkpoint.mark_captured(batch_id)
+                self.done = batch_id
+
+    def capture(self, batch_id: int, flags: Flags | None) -> Captured:
+        """Read batch ``batch_id``'s offsets again and write its late and undecodable rows."""
+        started = time.perf_counter()
+        entry = self.checkpoint.entry(batch_id)
+        if entry is None:
+            return Captured(batch_id, 0, 0)
+        raw = read_range(
+            self.spark, self.kafka, self.checkpoint.start_offsets(batch_id), entry.end_offsets
+        )
+        if raw is None:
+            return Captured(batch_id, 0, 0)
+        rows = decoded_rows(raw, self.decoders)
+        threshold = self.checkpoint.late_watermark_ms(batch_id)
+        want_late = flags is None or flags.dropped > 0
+        want_bad = flags is None or flags.undecodable > 0
+        late = (
+            late_rows(rows.where(sf.col("ok")), threshold, entry.timestamp_ms, self.window)
+            if want_late and threshold > 0
+            else None
+        )
+        bad = rows.where(~sf.col("ok")).select(*UNDECODABLE_COLUMNS) if want_bad else None
+        late = None if late is None else late.persist()
+        bad = None if bad is None else bad.persist()
+        try:
+            n_late = 0 if late is None else late.count()
+            n_bad = 0 if bad is None else bad.count()
+            self.sink(batch_id, late if n_late else None, bad if n_bad else None)
+        finally:
+            for frame in (late, bad):
+                if frame is not None:
+                    frame.unpersist()
+        metrics.AGGREGATE_LATE_RECORDS.inc(n_late)
+        metrics.AGGREGATE_UNDECODABLE_RECORDS.inc(n_bad)
+        log.info(
+            "late capture batch=%s watermark_ms=%s late=%s undecodable=%s dropped=%s seconds=%.2f",
+            batch_id,
+            threshold,
+            n_late,
+            n_bad,
+            "?" if flags is None else flags.dropped,
+            time.perf_counter() - started,
+        )
+        return Captured(batch_id, n_late, n_bad)
+
+
+def progress_flags(progress: Any) -> tuple[int, int, int] | None:
+    """(batch id, rows dropped by the watermark, undecodable values) of one progress
+    report (a ``StreamingQueryProgress`` or its JSON dict); None for a report of a
+    trigger that ran no batch (an idle query reports the *next* batch id)."""
+    text = getattr(progress, "json", None)
+    data = json.loads(text) if isinstance(text, str) else progress
+    if "addBatch" not in (data.get("durationMs") or {}):
+        return None
+    dropped = sum(
+        int(op.get("numRowsDroppedByWatermark") or 0) for op in data.get("stateOperators") or []
+    )
+    observed = (data.get("observedMetrics") or {}).get(OBSERVED) or {}
+    return int(data["batchId"]), dropped, int(observed.get("undecodable") or 0)
+
+
+OBSERVED = "kappa_input"
+"""The query's observed metrics: ``undecodable``, values that are not a record."""

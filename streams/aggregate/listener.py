@@ -1,4 +1,11 @@
-"""A StreamingQueryListener turning Spark's progress reports into Prometheus metrics."""
+"""A StreamingQueryListener turning Spark's progress reports into Prometheus metrics.
+
+Everything here is Spark's own figure for the aggregation query: input rows and
+rates, the batch duration, the event-time watermark, the rows in the state store
+and the rows its watermark dropped (per row reaching the stateful operator, i.e.
+per late (window, table, key) group of a batch; the late CDRs themselves are
+counted by the capture, ``kappa_aggregate_late_records_total``).
+"""
 
 from __future__ import annotations
 
@@ -40,14 +47,10 @@ def record_progress(progress: dict[str, Any]) -> None:
         if now is not None and watermark > 0:
             metrics.AGGREGATE_WATERMARK_DELAY_SECONDS.set(now - watermark)
     operators = progress.get("stateOperators") or []
-    for i, op in enumerate(operators):
-        name = f"{op.get('operatorName', 'op')}-{i}"
+    for op in operators:
+        name = str(op.get("operatorName") or "stateful")
         metrics.AGGREGATE_STATE_ROWS.labels(operator=name).set(int(op.get("numRowsTotal") or 0))
-    if operators:
-        # Both aggregations drop the same rows; count them once.
-        metrics.AGGREGATE_DROPPED_BY_WATERMARK.inc(
-            int(operators[0].get("numRowsDroppedByWatermark") or 0)
-        )
+        metrics.AGGREGATE_DROPPED_BY_WATERMARK.inc(int(op.get("numRowsDroppedByWatermark") or 0))
 
 
 class MetricsListener(StreamingQueryListener):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitoring import metrics
-from monitoring.business import epoch_seconds, record_closed_window
+from monitoring.business import epoch_seconds, publish_gauges
 from monitoring.last_window import LastClosedWindow
 
 W1 = datetime(2026, 3, 1, 10, 5, tzinfo=UTC)
@@ -65,24 +66,37 @@ def test_nothing_is_exported_before_a_window_closes(gauges) -> None:
     assert samples(registry) == {}
 
 
-def test_the_newest_window_of_a_batch_is_published(gauges) -> None:
+def _gauges(spark: Any, table: str, rows: list[dict[str, object]]) -> list[Any]:
+    """The job's own gauge aggregation (in Spark) over window rows of one table."""
+    from streams.aggregate.tables import Params, by_name, gauge_row
+    from streams.aggregate.transforms import RateCard
+
+    t = by_name(table)
+    return gauge_row(spark.createDataFrame(rows, t.columns), t, Params(RateCard(2.0, 1.0, 0.5)))
+
+
+@pytest.mark.spark
+def test_the_newest_window_of_a_batch_is_published(gauges, spark: Any) -> None:
     into, registry = gauges
     now = W2.timestamp() + 630.0
-    record_closed_window(
+    bill = _gauges(
+        spark,
+        "billing",
         [
             billing(W1, "+94770000001", 99.0),
             billing(W2, "+94770000001", 2.5, 2),
             billing(W2, "+94770000002", 1.25, 1),
             billing(W2, "+94770000003", 0.0, 0),
         ],
-        [
-            tower(W2, "TOWER_001", 10, 0.4, 2.5),
-            tower(W2, "TOWER_002", 30, 0.1, 4.0),
-            tower(W2, "TOWER_003", 20, 0.3, 3.0),
-        ],
-        now=now,
-        into=into,
     )
+    assert len(bill) == 2  # one small row per window, whatever the number of callers
+    publish_gauges("billing", bill, now=now, into=into)
+    towers = [
+        tower(W2, "TOWER_001", 10, 0.4, 2.5),
+        tower(W2, "TOWER_002", 30, 0.1, 4.0),
+        tower(W2, "TOWER_003", 20, 0.3, 3.0),
+    ]
+    publish_gauges("network", _gauges(spark, "network", towers), now=now, into=into)
     got = samples(registry)
     assert got["kappa_business_window_revenue"] == 3.75
     assert got["kappa_business_window_active_callers"] == 3
@@ -99,24 +113,42 @@ def test_the_newest_window_of_a_batch_is_published(gauges) -> None:
     assert got["kappa_business_windows_closed_total{table=network}"] == 1
 
 
+def _row(end: datetime, **figures: float) -> dict[str, float]:
+    return {"window_end_ms": int(end.timestamp() * 1000), **figures}
+
+
 def test_billing_and_network_close_apart_and_empty_batches_change_nothing(gauges) -> None:
     into, registry = gauges
-    record_closed_window([billing(W1, "a", 1.0)], [], into=into)
+    bill = {"revenue": 1.0, "active_callers": 1, "billable_minutes": 1}
+    publish_gauges("billing", [_row(W1, **bill)], into=into)
     got = samples(registry)
     assert got["kappa_business_window_revenue"] == 1.0
     assert "kappa_business_window_towers" not in got
-    record_closed_window([], [tower(W1, "T", 5, 0.0, 5.0)], into=into)
-    record_closed_window([], [], into=into)
+    tower_row = _row(
+        W1,
+        towers=1,
+        low_signal_towers=0,
+        events=5,
+        low_events=0.0,
+        signal_sum=25.0,
+        voice_count=3,
+        sms_count=1,
+        data_count=1,
+    )
+    publish_gauges("network", [tower_row], into=into)
+    publish_gauges("network", [], into=into)
     got = samples(registry)
     assert got["kappa_business_window_revenue"] == 1.0
     assert got["kappa_business_window_towers"] == 1
     assert got["kappa_business_window_low_signal_towers"] == 0
+    assert got["kappa_business_window_average_signal_bars"] == 5.0
 
 
 def test_an_older_window_does_not_replace_a_newer_one(gauges) -> None:
     into, registry = gauges
-    record_closed_window([billing(W2, "a", 2.0)], [], into=into)
-    record_closed_window([billing(W1, "a", 1.0)], [], into=into)
+    bill = {"active_callers": 1, "billable_minutes": 1}
+    publish_gauges("billing", [_row(W2, revenue=2.0, **bill)], into=into)
+    publish_gauges("billing", [_row(W1, revenue=1.0, **bill)], into=into)
     got = samples(registry)
     assert got["kappa_business_window_revenue"] == 2.0
     assert got["kappa_business_windows_closed_total{table=billing}"] == 2

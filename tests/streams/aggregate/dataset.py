@@ -23,8 +23,8 @@ from kappa.stack.testing import StackHandle
 from schemas.contract import SchemaName, parsed_schema, register, schema_text, subject
 from schemas.wire import WireEncoder
 from streams.aggregate import job
+from streams.aggregate.checkpoint import Checkpoint
 from streams.aggregate.job import AggregateQuery
-from streams.aggregate.state import committed_stamp
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 A, B, C = "+94770000001", "+94770000002", "+94770000003"
@@ -131,17 +131,18 @@ def produce_step(
 
 
 def committed_watermark(handle: AggregateQuery) -> int | None:
-    """The watermark after the newest batch, once it is committed (None before that)."""
-    ckpt = handle.paths.checkpoint
-    offsets = [int(p.name) for p in (ckpt / "offsets").glob("[0-9]*")]
-    stamp = committed_stamp(ckpt)
-    if not offsets or stamp is None or stamp.batch_id != max(offsets):
+    """The watermark of the newest batch, once it is committed (None before that)."""
+    ckpt: Checkpoint = handle.capture.checkpoint
+    newest = ckpt.newest("offsets")
+    if newest < 0 or ckpt.committed() != newest:
         return None
-    return stamp.watermark_ms
+    entry = ckpt.entry(newest)
+    return None if entry is None else entry.watermark_ms
 
 
 def settle(handle: AggregateQuery, watermark_ms: int, timeout_s: float = 300.0) -> None:
-    """Process everything, then wait until a committed batch reached ``watermark_ms``."""
+    """Process everything, then wait until a committed batch ran with ``watermark_ms``
+    (Spark's no-data batch that closes the windows it passed) and was captured."""
     handle.process_all_available()
     deadline = time.monotonic() + timeout_s
     got = None

@@ -1,5 +1,6 @@
-"""The streaming job writes its tables to an hdfs:// output; they read back exact,
-and bytes that are not a record land in ``undecodable/``."""
+"""The streaming job keeps its checkpoint (and Spark's window state) on hdfs:// and
+writes its tables there; they read back exact, bytes that are not a record land in
+``undecodable/``, and a restart resumes from the HDFS checkpoint."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def test_stream_job_writes_the_window_tables_to_hdfs(
     garbage.flush(30)
     root = hdfs.path("aggregate", uuid.uuid4().hex[:8])
     settings = AggregateSettings(
-        shuffle_partitions=2, checkpoint_dir=tmp_path / "ckpt", output=root
+        shuffle_partitions=2, checkpoint_dir=f"{root}/_checkpoint", output=root
     )
     history = drain(spark, stack, settings, topics)
     records = [r.record for r in rows]
@@ -53,3 +54,23 @@ def test_stream_job_writes_the_window_tables_to_hdfs(
     ):
         got = spark.read.parquet(f"{root}/{table}").toPandas()
         assert expected.frame_to_table(got, key) == want, table
+    # Spark's state and offset log are on HDFS, not in a local folder named "hdfs:".
+    jvm: Any = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(f"{root}/_checkpoint/state/0")
+    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+    assert path.getFileSystem(conf).exists(path)
+    assert not Path("hdfs:").exists()
+    # A restart resumes from the HDFS checkpoint: the next step's late rows are judged
+    # against the watermark kept there, nothing is counted twice.
+    produce_step(
+        stack.kafka, topics.valid, STEPS[2], [WireEncoder(parsed_schema(SchemaName.CDR), sid)]
+    )
+    drain(spark, stack, settings, topics)
+    everything = [r.record for r in rows + STEPS[2] if not r.late]
+    wm = watermark_after([rows + STEPS[2]])
+    got = spark.read.parquet(f"{root}/billing_realtime").toPandas()
+    assert expected.frame_to_table(got, "caller_num") == expected.closed(
+        expected.billing(everything), wm
+    )
+    late = {r.call_id for r in spark.read.parquet(f"{root}/late").collect()}
+    assert late == {r.record["call_id"] for r in STEPS[2] if r.late}

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 from confluent_kafka.schema_registry import Schema
+from prometheus_client import REGISTRY
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 
@@ -17,6 +20,7 @@ from kappa.settings import AggregateSettings, TopicSettings
 from schemas.contract import SchemaName, schema_text, subject
 from schemas.wire import WireDecoder, WireEncoder
 from streams.aggregate.decode import Decoders
+from streams.aggregate.listener import MetricsListener
 from tests.streams.aggregate import expected
 from tests.streams.aggregate.dataset import (
     STEPS,
@@ -46,7 +50,7 @@ def topics(stack: Any, topic: Any) -> TopicSettings:
 
 def _settings(tmp_path: Path) -> AggregateSettings:
     return SETTINGS.model_copy(
-        update={"output": str(tmp_path / "out"), "checkpoint_dir": tmp_path / "ckpt"}
+        update={"output": str(tmp_path / "out"), "checkpoint_dir": str(tmp_path / "ckpt")}
     )
 
 
@@ -102,19 +106,63 @@ def _consume_all(stack: Any, topic: str) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+def _metric(name: str, **labels: str) -> float:
+    return float(REGISTRY.get_sample_value(name, labels or None) or 0.0)
+
+
+def _captured_groups(root: Path, batch_id: int) -> int:
+    """(window, table, key) groups of the late CDRs captured for ``batch_id``: what
+    Spark's ``numRowsDroppedByWatermark`` counts (rows reaching its stateful operator
+    after the partial aggregation)."""
+    files = sorted((root / "late").glob(f"batch-{batch_id}-*.parquet"))
+    if not files:
+        return 0
+    late = pd.concat([pd.read_parquet(f) for f in files])
+    window = late["missed_window_start"]
+    callers = set(zip(window, late["caller_num"], strict=True))
+    towers = set(zip(window, late["tower_id"], strict=True))
+    return len(callers) + len(towers)
+
+
 def test_windows_equal_independent_aggregates_and_late_rows_are_captured(
     spark: SparkSession, stack: Any, topics: TopicSettings, tmp_path: Path
 ) -> None:
     settings = _settings(tmp_path)
+    root = Path(settings.output or "")
     enc = encoder(stack, topics)
+    listener = MetricsListener()
+    spark.streams.addListener(listener)
+    dropped_before = _metric("kappa_aggregate_rows_dropped_by_watermark_total")
+    batches_before = _metric("kappa_aggregate_batch_duration_seconds_count")
     handle = start_query(spark, stack, topics, settings)
     try:
         for i, step in enumerate(STEPS):
             produce_step(stack.kafka, topics.valid, step, [enc])
             settle(handle, watermark_after(STEPS[: i + 1]))
+        progress = [json.loads(p.json) for p in handle.query.recentProgress]
     finally:
         handle.stop()
-    _assert_outputs(Path(settings.output or ""), STEPS)
+        time.sleep(1.0)  # the listener bus delivers the last reports
+        spark.streams.removeListener(listener)
+    _assert_outputs(root, STEPS)
+    # Batch by batch, the captured CDRs are exactly the rows Spark's watermark dropped.
+    ran = [p for p in progress if "addBatch" in p["durationMs"]]
+    dropped = {p["batchId"]: p["stateOperators"][0]["numRowsDroppedByWatermark"] for p in ran}
+    assert sum(dropped.values()) == 6  # s3a, s3b: 2 callers + 2 towers; s4a: 1 + 1
+    for batch_id, n in dropped.items():
+        assert _captured_groups(root, batch_id) == n, batch_id
+    # The listener reports Spark's own figures for the running query.
+    newest = ran[-1]
+    assert _metric("kappa_aggregate_rows_dropped_by_watermark_total") - dropped_before == 6
+    assert _metric("kappa_aggregate_batch_duration_seconds_count") - batches_before >= len(ran)
+    watermark = datetime.fromisoformat(newest["eventTime"]["watermark"].replace("Z", "+00:00"))
+    assert _metric("kappa_aggregate_watermark_timestamp_seconds") == watermark.timestamp()
+    assert watermark.timestamp() * 1000 == watermark_after(STEPS)
+    assert (
+        _metric("kappa_aggregate_state_rows", operator="stateStoreSave")
+        == (newest["stateOperators"][0]["numRowsTotal"])
+    )
+    assert newest["stateOperators"][0]["numRowsTotal"] > 0  # windows still open at 11:00
     # The same rows reached the Kafka topics, keyed by window and caller / tower.
     billed = _consume_all(stack, topics.billing)
     keys = {k for k, _ in billed}

@@ -31,18 +31,13 @@ def test_progress_fields_feed_the_metrics() -> None:
                     "numRowsTotal": 17,
                     "numRowsDroppedByWatermark": 3,
                 },
-                {
-                    "operatorName": "stateStoreSave",
-                    "numRowsTotal": 5,
-                    "numRowsDroppedByWatermark": 3,
-                },
             ],
         }
     )
     assert _value("kappa_aggregate_input_rows_total") - before_rows == 1200
     assert _value("kappa_aggregate_processed_rows_per_second") == 300.5
     assert _value("kappa_aggregate_watermark_delay_seconds") == 600.0
-    assert _value("kappa_aggregate_state_rows", operator="stateStoreSave-0") == 17
+    assert _value("kappa_aggregate_state_rows", operator="stateStoreSave") == 17
     assert _value("kappa_aggregate_rows_dropped_by_watermark_total") - before_dropped == 3
 
 

@@ -13,7 +13,7 @@ from pyspark.sql import SparkSession
 
 from kappa.settings import AggregateSettings, StackSettings
 from streams.aggregate import job
-from streams.aggregate.state import SHAPE_FILE, check_shape
+from streams.aggregate.checkpoint import SHAPE_FILE, Checkpoint
 
 pytestmark = [pytest.mark.integration]
 
@@ -66,14 +66,15 @@ def test_reset_moves_the_checkpoint_and_its_tables_aside(
     _old_checkpoint(ckpt)
     (out / "billing_realtime").mkdir(parents=True)
     (out / "billing_realtime" / "batch-0-part-0.parquet").write_bytes(b"x")
-    settings = AggregateSettings(checkpoint_dir=ckpt, output=str(out))
+    settings = AggregateSettings(checkpoint_dir=str(ckpt), output=str(out))
     paths = job.Paths.resolve(settings, StackSettings())
     report = job.reset(spark, paths)
     assert report.checkpoint is not None
-    assert report.checkpoint.name.startswith("ckpt.reset-")
-    assert (report.checkpoint / "offsets" / "0").exists()
+    moved = Path(report.checkpoint)
+    assert moved.name.startswith("ckpt.reset-")
+    assert (moved / "offsets" / "0").exists()
     assert len(report.tables) == 1
     assert Path(report.tables[0], "batch-0-part-0.parquet").exists()
     assert not (out / "billing_realtime").exists()
-    check_shape(ckpt)  # a fresh checkpoint of this shape
+    Checkpoint(spark, str(ckpt)).check_shape()  # a fresh checkpoint of this shape
     assert (ckpt / SHAPE_FILE).exists()

@@ -1,4 +1,4 @@
-"""billing() and network_health() on batch DataFrames, against plain-Python aggregates."""
+"""The aggregate tables' one function on batch DataFrames, against plain-Python aggregates."""
 
 from __future__ import annotations
 
@@ -9,20 +9,15 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
-from streams.aggregate.transforms import (
-    BILLING_SCHEMA,
-    CDR_SCHEMA,
-    NETWORK_SCHEMA,
-    RateCard,
-    billing,
-    network_health,
-)
+from streams.aggregate.tables import BILLING, NETWORK, TABLES, Params, aggregate
+from streams.aggregate.transforms import CDR_SCHEMA, RateCard
 from tests.streams.aggregate import expected
 from tests.streams.aggregate.dataset import STEPS, T0, cdr
 
 pytestmark = pytest.mark.spark
 
 RATES = RateCard(voice_per_minute=2.0, sms_each=1.0, data_per_mb=0.5)
+PARAMS = Params(RATES, low_signal_threshold=2)
 
 
 def _frame(spark: SparkSession, records: list[dict[str, Any]]) -> Any:
@@ -57,10 +52,10 @@ def _random_records(n: int, seed: int) -> list[dict[str, Any]]:
 def test_billing_and_network_equal_plain_python(spark: SparkSession, seed: int) -> None:
     records = [r.record for s in STEPS for r in s] + _random_records(300, seed)
     df = _frame(spark, records)
-    bill = billing(df, RATES)
-    net = network_health(df, low_signal_threshold=2)
-    assert [f.name for f in bill.schema.fields] == [f.name for f in BILLING_SCHEMA.fields]
-    assert [f.name for f in net.schema.fields] == [f.name for f in NETWORK_SCHEMA.fields]
+    bill = BILLING.compute(df, PARAMS)
+    net = NETWORK.compute(df, PARAMS)
+    assert bill.schema == BILLING.columns
+    assert net.schema == NETWORK.columns
     assert expected.frame_to_table(bill.toPandas(), "caller_num") == expected.billing(records)
     assert expected.frame_to_table(net.toPandas(), "tower_id") == expected.network(records)
 
@@ -71,7 +66,7 @@ def test_window_boundaries_are_half_open(spark: SparkSession) -> None:
         cdr("x", "+94770000001", "VOICE", 61, t - timedelta(milliseconds=1), "T", 3),
         cdr("y", "+94770000001", "VOICE", 61, t, "T", 3),
     ]
-    rows = billing(_frame(spark, records), RATES).orderBy("window_start").collect()
+    rows = BILLING.compute(_frame(spark, records), PARAMS).orderBy("window_start").collect()
     assert [
         (r.window_start.minute, r.window_end.minute, r.calls, r.billable_minutes) for r in rows
     ] == [(0, 5, 1, 2), (5, 10, 1, 2)]
@@ -79,30 +74,30 @@ def test_window_boundaries_are_half_open(spark: SparkSession) -> None:
 
 
 @pytest.mark.parametrize("seed", [3])
-def test_the_job_keyed_partial_equals_billing_and_network_health(
+def test_one_aggregation_of_every_table_equals_each_table_alone(
     spark: SparkSession, seed: int
 ) -> None:
-    """The stream's one aggregation (``keyed_partial``, arithmetic window bounds) sliced
-    and finished gives what the replay's ``billing``/``network_health`` give."""
-    from pyspark.sql import functions as sf
-
-    from streams.aggregate.transforms import (
-        billing_final,
-        billing_slice,
-        keyed_partial,
-        keys,
-        network_final,
-        network_slice,
-    )
-
+    """The stream's one aggregation over both tables (each CDR exploded into a caller
+    row and a tower row) cut by ``Table.rows`` gives what each table alone gives."""
     df = _frame(spark, _random_records(300, seed))
-    keyed = df.select("*", sf.explode(keys()).alias("k")).select("*", "k.kind", "k.key")
-    partial = keyed_partial(keyed, expected.LOW_SIGNAL)
-    got_billing = billing_final(billing_slice(partial), RATES).toPandas()
-    got_network = network_final(network_slice(partial)).toPandas()
-    assert expected.frame_to_table(got_billing, "caller_num") == expected.frame_to_table(
-        billing(df, RATES).toPandas(), "caller_num"
-    )
-    assert expected.frame_to_table(got_network, "tower_id") == expected.frame_to_table(
-        network_health(df, expected.LOW_SIGNAL).toPandas(), "tower_id"
-    )
+    both = aggregate(df, TABLES, PARAMS)
+    for table in TABLES:
+        assert expected.frame_to_table(
+            table.rows(both, PARAMS).toPandas(), table.key
+        ) == expected.frame_to_table(table.compute(df, PARAMS).toPandas(), table.key)
+
+
+def test_every_table_matches_its_avro_record() -> None:
+    """Columns, order and types of each table are those of its Avro schema."""
+    import json
+
+    from schemas.contract import schema_text
+
+    kinds = {"long": "bigint", "double": "double", "string": "string"}
+    for table in TABLES:
+        fields = json.loads(schema_text(table.schema))["fields"]
+        assert [f["name"] for f in fields] == list(table.column_names)
+        for f, col in zip(fields, table.columns.fields, strict=True):
+            avro = f["type"]["logicalType"] if isinstance(f["type"], dict) else f["type"]
+            want = "timestamp" if avro == "timestamp-millis" else kinds[avro]
+            assert col.dataType.simpleString() == want, (table.name, f["name"])
