@@ -26,6 +26,9 @@ from confluent_kafka.admin import (
     AclOperation,
     AclPermissionType,
     AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
     NewTopic,
     ResourcePatternType,
     ResourceType,
@@ -109,6 +112,11 @@ class Topics:
 
     def all(self) -> tuple[str, ...]:
         return (self.raw, self.valid, self.dlq, self.billing, self.network, self.late)
+
+    def compacted(self) -> tuple[str, ...]:
+        """Keyed by window|key (aggregates) or call_id (late CDRs); readers keep the
+        latest value per key. The same as kappa.stack.topics.compacted_topics."""
+        return (self.billing, self.network, self.late)
 
 
 def grants(env: Mapping[str, str]) -> list[Grant]:
@@ -231,23 +239,45 @@ def _await(what: str, ready: Callable[[], bool], timeout_s: float = _TIMEOUT_S) 
 
 
 def create_topics(admin: AdminClient, topics: Topics) -> None:
+    compact = {"cleanup.policy": "compact"}
     new = [
         NewTopic(
             name,
             num_partitions=topics.partitions,
             replication_factor=1,
-            config={"retention.ms": str(topics.retention_ms)},
+            config={
+                "retention.ms": str(topics.retention_ms),
+                **(compact if name in topics.compacted() else {}),
+            },
         )
         for name in topics.all()
     ]
     for name, future in admin.create_topics(new, request_timeout=_TIMEOUT_S).items():
         try:
             future.result()
-            log(f"topic {name} created ({topics.partitions} partitions)")
+            policy = "compacted" if name in topics.compacted() else "deleted after retention"
+            log(f"topic {name} created ({topics.partitions} partitions, {policy})")
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
             log(f"topic {name} exists")
+    # topics made before they were meant to be compacted are switched (idempotent)
+    switch = [
+        ConfigResource(
+            ConfigResource.Type.TOPIC,
+            name,
+            incremental_configs=[
+                ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+                for key, value in compact.items()
+            ],
+        )
+        for name in topics.compacted()
+    ]
+    for resource, future in admin.incremental_alter_configs(
+        switch, request_timeout=_TIMEOUT_S
+    ).items():
+        future.result()
+        log(f"topic {resource.name}: cleanup.policy=compact")
 
 
 def create_acls(admin: AdminClient, all_grants: list[Grant]) -> int:

@@ -21,7 +21,7 @@ from kappa.stack.net import port_in_use
 from kappa.stack.process import Supervisor
 from kappa.stack.registry import RegistryService
 from kappa.stack.service import Service
-from kappa.stack.topics import ensure_topics
+from kappa.stack.topics import compacted_topics, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,7 @@ class LocalStack:
                     self.topics.all(),
                     partitions=self.topics.partitions,
                     retention_ms=self.topics.retention_ms,
+                    compacted=compacted_topics(self.topics),
                 )
             if with_hdfs:
                 self._start_group([self.datanode])
