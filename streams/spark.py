@@ -117,7 +117,9 @@ def session(
         "spark.sql.adaptive.enabled": "false",
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     }
-    if the_master.startswith("local"):
+    if the_master.startswith("local") or _on_loopback(the_master):
+        # a standalone master on loopback (`kappa stack up --cluster`) has executors
+        # that reach the driver on loopback too, whatever the host name resolves to
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
     if extra_conf:
@@ -136,6 +138,14 @@ def session(
         len(jars),
     )
     return spark
+
+
+def _on_loopback(master: str) -> bool:
+    """Whether ``master`` is a standalone master URL on this machine's loopback."""
+    hosts = master.removeprefix("spark://").split(",")
+    return master.startswith("spark://") and all(
+        h.rsplit(":", 1)[0] in ("127.0.0.1", "localhost") for h in hosts
+    )
 
 
 def run_concurrently(jobs: Mapping[str, Callable[[], Any]]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import click
 from kappa.exceptions import KappaError
 from kappa.settings import StackSettings, TopicSettings
 from kappa.stack import LocalStack, ServiceStatus
+from kappa.stack.cluster import ClusterStack
 
 T = TypeVar("T")
 
@@ -22,7 +23,8 @@ EPILOG = (
     "KAPPA_REGISTRY_PORT, KAPPA_HDFS_NAMENODE_PORT, KAPPA_HDFS_HTTP_PORT, "
     "KAPPA_PROMETHEUS_PORT, KAPPA_JAVA_HOME, KAPPA_REGISTRY_JAVA_HOME, "
     "KAPPA_START_TIMEOUT_S, KAPPA_KAFKA_HEAP, KAPPA_REGISTRY_HEAP, KAPPA_HDFS_HEAP; "
-    "topics from KAPPA_TOPIC_*."
+    "topics from KAPPA_TOPIC_*; the cluster's ports and sizes from KAPPA_CLUSTER_* "
+    "(`kappa settings`)."
 )
 
 
@@ -38,6 +40,11 @@ def _stack() -> LocalStack:
     return LocalStack(StackSettings(), TopicSettings())
 
 
+def _cluster(local: LocalStack) -> ClusterStack:
+    """The cluster of the same state folder: the recorded one, else on KAPPA_CLUSTER_*."""
+    return ClusterStack.of(local.settings, local.topics)
+
+
 def _print_table(rows: list[ServiceStatus]) -> None:
     header = ("SERVICE", "PORT", "PID", "HEALTH", "URL")
     table = [header] + [
@@ -50,16 +57,29 @@ def _print_table(rows: list[ServiceStatus]) -> None:
 
 @click.group(epilog=EPILOG)
 def stack() -> None:
-    """The embedded local stack: Kafka (KRaft) and the Schema Registry as local JVMs."""
+    """The embedded local stack: Kafka (KRaft) and the Schema Registry as local JVMs.
+
+    With `up --cluster`: a multi-node cluster of Kafka, Spark and HDFS on loopback.
+    """
 
 
 @stack.command()
 @click.option("--with-hdfs", is_flag=True, help="also start an HDFS NameNode and DataNode")
 @click.option("--with-monitoring", is_flag=True, help="also start Prometheus (Debian's package)")
-def up(with_hdfs: bool, with_monitoring: bool) -> None:
+@click.option(
+    "--cluster",
+    "as_cluster",
+    is_flag=True,
+    help="the multi-node cluster instead: three Kafka nodes, the registry, a Spark master "
+    "and two workers, an HDFS NameNode and two DataNodes (ports: KAPPA_CLUSTER_*)",
+)
+def up(with_hdfs: bool, with_monitoring: bool, as_cluster: bool) -> None:
     """Start the stack (what runs already is left alone) and create the topics."""
     local = _stack()
     began = time.monotonic()
+    if as_cluster:
+        _up_cluster(local, with_monitoring, began)
+        return
     rows = _guard(lambda: local.up(with_hdfs=with_hdfs, with_monitoring=with_monitoring))
     _print_table(rows)
     click.echo(
@@ -71,31 +91,72 @@ def up(with_hdfs: bool, with_monitoring: bool) -> None:
     click.echo(f"logs and data under {local.layout.state_dir}; stop with `kappa stack down`")
 
 
+def _up_cluster(local: LocalStack, with_monitoring: bool, began: float) -> None:
+    cluster = _cluster(local)
+    rows = _guard(cluster.up)
+    if with_monitoring:
+        _guard(local.up_monitoring)
+    _print_table(rows)
+    click.echo(f"cluster up in {time.monotonic() - began:.1f} s; point the pipeline at it with")
+    for name, value in cluster.env().items():
+        click.echo(f"{name}={value}")
+    click.echo(f"HDFS={cluster.hdfs_url()} (web {cluster.namenode.http_url()})")
+    click.echo(f"Spark master web UI: {cluster.master.master_web_url()}")
+    click.echo(f"logs and data under {cluster.layout.state_dir}; stop with `kappa stack down`")
+
+
 @stack.command()
 def down() -> None:
-    """Stop every service of the stack; data stays in the state folder."""
+    """Stop every service of the stack and every node of the cluster; data stays."""
     local = _stack()
     stopped = _guard(local.down)
-    click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+    cluster_stopped = _guard(_cluster(local).down)
+    if not stopped and not cluster_stopped:
+        click.echo("nothing was running")
+        return
+    if stopped:
+        click.echo(f"stopped: {', '.join(stopped)}")
+    if cluster_stopped:
+        click.echo(f"stopped (cluster): {', '.join(cluster_stopped)}")
 
 
 @stack.command()
 @click.option("--json", "as_json", is_flag=True, help="one JSON object, for scripts")
 def status(as_json: bool) -> None:
-    """Each service with its port, pid and health.
+    """Each service with its port, pid and health; each node of the cluster, if recorded.
 
-    Exit status 1 unless Kafka and the registry are both up.
+    Exit status 1 unless Kafka and the registry are both up; with a cluster
+    recorded by `up --cluster`, unless every node of it is up (and the single
+    stack, if it runs, has Kafka and the registry up).
     """
     local = _stack()
+    cluster = _cluster(local)
     rows = _guard(local.status)
+    with_cluster = cluster.recorded()
+    cluster_rows = _guard(cluster.status) if with_cluster else []
+    show_single = not with_cluster or any(r.pid is not None for r in rows)
     if as_json:
-        payload = {
+        payload: dict[str, object] = {
             "state_dir": str(local.layout.state_dir),
-            "services": [r.as_dict() for r in rows],
+            "services": [r.as_dict() for r in rows] if show_single else [],
         }
+        if with_cluster:
+            payload["cluster"] = {
+                "state_dir": str(cluster.layout.state_dir),
+                "services": [r.as_dict() for r in cluster_rows],
+            }
         click.echo(json.dumps(payload, indent=2))
     else:
-        _print_table(rows)
+        if show_single:
+            _print_table(rows)
+        if with_cluster:
+            if show_single:
+                click.echo("")
+            click.echo(f"cluster ({cluster.layout.state_dir}):")
+            _print_table(cluster_rows)
     core = {r.name: r.health for r in rows}
-    if core.get("kafka") != "up" or core.get("registry") != "up":
+    single_ok = core.get("kafka") == "up" and core.get("registry") == "up"
+    cluster_ok = all(r.health == "up" for r in cluster_rows)
+    ok = (cluster_ok and (single_ok or not show_single)) if with_cluster else single_ok
+    if not ok:
         sys.exit(1)

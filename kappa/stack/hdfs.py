@@ -1,14 +1,16 @@
-"""A local HDFS: one NameNode and one DataNode on loopback, Hadoop from Maven Central."""
+"""A local HDFS on loopback, Hadoop from Maven Central: one NameNode and one DataNode,
+or (the local cluster) one NameNode and two DataNodes with replication 2."""
 
 from __future__ import annotations
 
 import getpass
+import json
 import logging
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from kappa.settings import StackSettings
+from kappa.settings import ClusterSettings, StackSettings
 from kappa.stack.exceptions import ServiceStartError
 from kappa.stack.java import Jdk, find_java
 from kappa.stack.layout import Layout, copy_template, render
@@ -21,6 +23,10 @@ NAMENODE_CLASS = "org.apache.hadoop.hdfs.server.namenode.NameNode"
 DATANODE_CLASS = "org.apache.hadoop.hdfs.server.datanode.DataNode"
 JAVA_MIN = 17
 CLUSTER_ID = "kappa-local"
+# How soon the NameNode declares a silent DataNode dead (2 x this + 10 heartbeats):
+# Hadoop's default on the single node, 30 s on the cluster (a killed node is noticed).
+SINGLE_RECHECK_MS = 300_000
+CLUSTER_RECHECK_MS = 5_000
 # Hadoop 3.4 on Java 17 reflects into the JDK here and there.
 _OPENS = [
     f"--add-opens=java.base/{pkg}=ALL-UNNAMED"
@@ -40,8 +46,10 @@ class _HdfsBase:
     name = ""
     log_name = ""
 
-    def __init__(self, settings: StackSettings) -> None:
+    def __init__(self, settings: StackSettings, replication: int = 1) -> None:
+        """``replication``: dfs.replication, 1 on the single node, 2 on the cluster."""
         self.settings = settings
+        self.replication = replication
         self.layout = Layout.of(settings)
 
     @property
@@ -69,13 +77,22 @@ class _HdfsBase:
         self._classpath()
         self._jdk()
 
-    def _render_conf(self) -> None:
-        values: dict[str, Any] = {
+    def _conf_values(self) -> dict[str, Any]:
+        return {
             "namenode_port": self.settings.hdfs_namenode_port,
             "http_port": self.settings.hdfs_http_port,
             "hdfs_dir": self.hdfs_dir,
             "user": getpass.getuser(),
+            "replication": self.replication,
+            "data_dir": self.hdfs_dir / "data",
+            "datanode_port": 0,
+            "datanode_ipc_port": 0,
+            "datanode_http_port": 0,
+            "recheck_ms": SINGLE_RECHECK_MS if self.replication == 1 else CLUSTER_RECHECK_MS,
         }
+
+    def _render_conf(self) -> None:
+        values = self._conf_values()
         render("hdfs/core-site.xml", self.conf_dir / "core-site.xml", **values)
         render("hdfs/hdfs-site.xml", self.conf_dir / "hdfs-site.xml", **values)
         copy_template("hdfs/log4j.properties", self.conf_dir / "log4j.properties")
@@ -108,13 +125,34 @@ class _HdfsBase:
             cwd=self.hdfs_dir,
         )
 
-    def _namesystem(self) -> dict[str, Any] | None:
-        url = f"{self.http_url()}/jmx?qry=Hadoop:service=NameNode,name=FSNamesystemState"
-        body = http_json(url)
+    def _bean(self, name: str) -> dict[str, Any] | None:
+        body = http_json(f"{self.http_url()}/jmx?qry=Hadoop:service=NameNode,name={name}")
         if not isinstance(body, dict) or not body.get("beans"):
             return None
         bean = body["beans"][0]
         return bean if isinstance(bean, dict) else None
+
+    def _namesystem(self) -> dict[str, Any] | None:
+        return self._bean("FSNamesystemState")
+
+    def live_datanodes(self, fresh_s: int = 5) -> set[int]:
+        """The data-transfer ports of the DataNodes the NameNode counts alive and has
+        heard from in the last ``fresh_s`` seconds (a killed one stays "live" a while)."""
+        info = self._bean("NameNodeInfo")
+        if info is None:
+            return set()
+        try:
+            live = json.loads(str(info.get("LiveNodes") or "{}"))
+        except ValueError:
+            return set()
+        ports = set()
+        for node in live.values():
+            if not isinstance(node, dict) or int(node.get("lastContact", fresh_s)) >= fresh_s:
+                continue
+            address = str(node.get("xferaddr", ""))
+            if address.rpartition(":")[2].isdigit():
+                ports.add(int(address.rpartition(":")[2]))
+        return ports
 
 
 class NameNodeService(_HdfsBase):
@@ -191,4 +229,62 @@ class DataNodeService(_HdfsBase):
             int(state.get("NumLiveDataNodes", 0)) >= 1
             and int(state.get("CapacityRemaining", 0)) > 0
             and state.get("FSState") == "Operational"
+        )
+
+
+class ClusterDataNodeService(DataNodeService):
+    """DataNode ``index`` (1, 2) of the local cluster, on fixed ports of ClusterSettings.
+
+    It has its own conf folder (``hdfs/conf-datanode-<n>``) and data folder
+    (``hdfs/data-<n>``); the NameNode's conf folder stays ``hdfs/conf``.
+    """
+
+    def __init__(self, settings: StackSettings, cluster: ClusterSettings, index: int) -> None:
+        super().__init__(settings, replication=2)
+        self.cluster = cluster
+        self.index = index
+        self.name = f"hdfs-datanode-{index}"
+        self.log_name = f"datanode-{index}.log"
+
+    @property
+    def conf_dir(self) -> Path:
+        return self.hdfs_dir / f"conf-datanode-{self.index}"
+
+    @property
+    def data_port(self) -> int:
+        return self.cluster.datanode_ports[self.index - 1]
+
+    @property
+    def port(self) -> int:
+        return self.data_port
+
+    @property
+    def ports(self) -> dict[str, int]:
+        i = self.index - 1
+        return {
+            f"{self.name} data": self.data_port,
+            f"{self.name} ipc": self.cluster.datanode_ipc_ports[i],
+            f"{self.name} web": self.cluster.datanode_http_ports[i],
+        }
+
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.cluster.datanode_http_ports[self.index - 1]}"
+
+    def _conf_values(self) -> dict[str, Any]:
+        i = self.index - 1
+        return {
+            **super()._conf_values(),
+            "data_dir": self.hdfs_dir / f"data-{self.index}",
+            "datanode_port": self.data_port,
+            "datanode_ipc_port": self.cluster.datanode_ipc_ports[i],
+            "datanode_http_port": self.cluster.datanode_http_ports[i],
+        }
+
+    def healthy(self) -> bool:
+        """The NameNode counts this DataNode alive, and takes writes."""
+        state = self._namesystem()
+        return (
+            state is not None
+            and state.get("FSState") == "Operational"
+            and self.data_port in self.live_datanodes()
         )

@@ -190,6 +190,48 @@ class Supervisor:
         self.pid_file(name).unlink(missing_ok=True)
         return pid
 
+    def stop_all(self, names: Sequence[str], grace_s: float = 60.0) -> list[str]:
+        """``stop`` several at once: SIGTERM to all, then wait; the names stopped.
+
+        Nodes of a quorum shut down side by side: one by one, the last would wait
+        for a quorum that has gone.
+        """
+        running = {name: pid for name in names if (pid := self.pid(name)) is not None}
+        for name in names:
+            if name not in running:
+                self.pid_file(name).unlink(missing_ok=True)
+        for name, pid in running.items():
+            log.info("stopping service=%s pid=%d", name, pid)
+            self._signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        stuck: list[str] = []
+        for name, pid in running.items():
+            if not self._wait_gone(pid, max(0.0, deadline - time.monotonic())):
+                log.warning("service=%s pid=%d ignored SIGTERM; killing", name, pid)
+                self._signal(pid, signal.SIGKILL)
+                if not self._wait_gone(pid, 10.0):
+                    stuck.append(f"{name} (pid {pid})")
+                    continue
+            self.pid_file(name).unlink(missing_ok=True)
+        if stuck:
+            msg = f"still running after SIGKILL: {', '.join(stuck)}"
+            raise ServiceStopError(msg)
+        return list(running)
+
+    def kill(self, name: str) -> int | None:
+        """SIGKILL ``name`` and its process group at once (a crash, for chaos tests);
+        waits until gone. The pid killed, or None when it was not running."""
+        pid = self.pid(name)
+        if pid is None:
+            return None
+        log.warning("killing service=%s pid=%d", name, pid)
+        self._signal(pid, signal.SIGKILL)
+        if not self._wait_gone(pid, 10.0):
+            msg = f"{name} (pid {pid}) is still running after SIGKILL"
+            raise ServiceStopError(msg)
+        self.pid_file(name).unlink(missing_ok=True)
+        return pid
+
     @staticmethod
     def _signal(pid: int, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -116,6 +116,12 @@ class LocalStack:
         log.info("stack up in %.1f s state_dir=%s", time.monotonic() - began, self.layout.state_dir)
         return self.status()
 
+    def up_monitoring(self) -> None:
+        """Start Prometheus alone (it scrapes the jobs, whichever stack they run on)."""
+        with self._locked():
+            self.prometheus.check()
+            self._start_group([self.prometheus])
+
     def up_hdfs(self) -> None:
         """Start the NameNode, then the DataNode; wait until HDFS takes writes."""
         with self._locked():
@@ -206,18 +212,23 @@ class LocalStack:
         return rows
 
     def _status(self, service: Service, pid: int | None) -> ServiceStatus:
-        health: Health
-        if pid is not None:
-            health = "up" if service.healthy() else "starting"
-        elif any(port_in_use(p) for p in service.ports.values()):
-            health = "port-taken"
-        else:
-            health = "down"
-        return ServiceStatus(
-            name=service.name,
-            port=service.port,
-            pid=pid,
-            health=health,
-            url=service.url(),
-            log=self.supervisor.log_file(service.name),
-        )
+        return service_status(self.supervisor, service, pid)
+
+
+def service_status(supervisor: Supervisor, service: Service, pid: int | None) -> ServiceStatus:
+    """The status row of ``service``, whose pid ``supervisor`` found (None: not running)."""
+    health: Health
+    if pid is not None:
+        health = "up" if service.healthy() else "starting"
+    elif any(port_in_use(p) for p in service.ports.values()):
+        health = "port-taken"
+    else:
+        health = "down"
+    return ServiceStatus(
+        name=service.name,
+        port=service.port,
+        pid=pid,
+        health=health,
+        url=service.url(),
+        log=supervisor.log_file(service.name),
+    )
