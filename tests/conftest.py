@@ -21,7 +21,12 @@ import pytest
 from kappa.stack.containers import running_test_stack
 from kappa.stack.testing import HdfsHandle, StackHandle, TopicFactory, running_hdfs
 
-pytest_plugins = ["tests.fixtures.spark", "tests.fixtures.validate", "tests.fixtures.monitoring"]
+pytest_plugins = [
+    "tests.fixtures.spark",
+    "tests.fixtures.validate",
+    "tests.fixtures.monitoring",
+    "tests.fixtures.cluster",
+]
 
 
 @pytest.fixture(scope="session")
