@@ -1,64 +1,112 @@
-"""Benchmark of the aggregation job: drain a pre-loaded cdr.valid, records/s and batch latency.
+"""Benchmark of the aggregation as a user meets it: ``kappa aggregate --available-now``, cold.
 
-    .venv/bin/python -m bench.aggregate [--records N] [--batch N] [--large-batch N]
+    .venv/bin/python -m bench.aggregate [--sizes 1000000,5000000] [--seed 7] [--keep]
 
-Loads N valid CDRs (default 5,000,000; KAPPA_BENCH_AGGREGATE_RECORDS) into a fresh
-topic, then drains it twice with the same Spark session, each time from a fresh
-checkpoint with ``availableNow`` and ``maxOffsetsPerTrigger``:
+Per size (default 1M and 5M CDRs), a fresh ``cdr.valid``-like topic (3 partitions)
+is loaded with valid CDRs (``CdrLoader``, deterministic for a ``--seed``), 2 ms of
+event time apart, the message timestamp being the event time; about 1% of them are
+late, their event time 30 minutes behind the running clock. The load is timed on
+its own. Then, each in a fresh process (JVM and Spark start-up included), job
+first, then plain:
 
-- ``aggregate``: the job's query (one Kafka scan, decode, billing + tower
-  windows in one aggregation merged with the open windows, late capture,
-  Parquet + Kafka sinks, window state under the checkpoint);
-- ``baseline``: the same query without the windowed aggregation (one Kafka scan,
-  decode, the watermark and the late/undecodable split, counted per kind; no
-  windows, no state, nothing to write).
+- ``job``: ``.venv/bin/kappa aggregate --available-now`` with the default settings
+  (RocksDB state store, the whole backlog in one micro-batch), its own fresh
+  billing, network (compacted) and late topics, output and checkpoint in a
+  temporary folder: decode, billing and tower windows, the late capture, Parquet
+  and Kafka sinks and the gauges, then the closing summary;
+- ``plain``: ``python -m bench.plain_aggregate``, the documented Spark query with
+  the same session, read options, decoding and state store: per table one query,
+  ``withWatermark`` and ``groupBy(window(event_time), key).agg(...)`` to Parquet in
+  append mode, stopped once the windows the last watermark closed are written.
 
-The ratio aggregate/baseline isolates what the windowed state costs. Both then
-run again with a larger ``maxOffsetsPerTrigger`` (``--large-batch``, 1M) and
-with none (``--whole-backlog``: the job's default, the whole backlog in one
-micro-batch, what ``kappa aggregate`` does when started behind a full topic): the
-aggregation pays a fixed cost per micro-batch (merging with the open windows,
-the sink writes), so the rate depends on the batch size chosen. Uses the
-stack at KAPPA_KAFKA_BOOTSTRAP / KAPPA_SCHEMA_REGISTRY_URL when set, else starts
-a local one on free ports. Writes bench/results/aggregate.json.
+Measured, as wall time from just before the process is started (``time.time()``):
+**seconds to the last window written**, the newest modification time of the
+Parquet files with rows under ``billing_realtime/`` and ``network_realtime/``;
+also the process's exit. CDR/s is records / seconds to the last window. The window
+rows of both tables (and the job's ``late/`` rows) are read back from the Parquet
+footers with pyarrow; the two must write as many window rows per table (a
+warning in the JSON if not). As for a user, the windows of the newest 10-15
+minutes of event time stay open (the watermark has not passed them) and are not
+written: a size below about 1M (33 minutes of event time) closes few windows
+besides those of the late CDRs, so its figure says little.
+
+The aim: on 5M, job/plain <= 1.15 and >= 150k CDR/s. Spark judges a batch's
+rows against the previous batch's watermark, so a backlog drained in one
+micro-batch has no late rows to drop; the extra ``batched`` run (on by default,
+``--no-batched`` skips it) drains the same topic again, job and plain, with
+``KAPPA_AGGREGATE_MAX_OFFSETS_PER_TRIGGER`` = records / 5, so the watermark drops
+late rows and the job's late capture has work, its cost in that figure.
+
+Uses the stack at KAPPA_KAFKA_BOOTSTRAP / KAPPA_SCHEMA_REGISTRY_URL when set,
+else starts a local one on free ports. Writes bench/results/aggregate.json:
+the cold-start figures first, then labelled extras and the machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import random
+import re
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
-from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import CdrLoader
-from kappa.settings import AggregateSettings, StackSettings, TopicSettings
-from kappa.stack.testing import running_stack
-from kappa.stack.topics import delete_topics, ensure_topics
-from streams.aggregate import job
-from streams.spark import session
+import pyarrow.parquet as pq
 
-RESULTS = Path(__file__).parent / "results" / "aggregate.json"
+from bench.common import RESULTS, CdrLoader, bench_stack
+from kappa.settings import AggregateSettings, KafkaSettings, RegistrySettings, TopicSettings
+from kappa.stack.testing import StackHandle
+from kappa.stack.topics import compacted_topics, delete_topics, ensure_topics
+from streams.aggregate.tables import TABLES
+
+PROJECT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-WARMUP_RECORDS = 200_000
+STEP = timedelta(milliseconds=2)
+LATE_SHARE = 0.01
+LATE_BY = timedelta(minutes=30)
+PARTITIONS = 3
+AIM_RECORDS = 5_000_000
+AIM_RATIO = 1.15
+AIM_CDR_PER_S = 150_000
+BATCHES = 5
+ORDER = "per size: job, then plain, each a fresh process; then the batched extra, job then plain"
+SUMMARY_RE = re.compile(
+    r"([\d,]+) micro-batches: ([\d,]+) billing rows, ([\d,]+) tower rows, "
+    r"([\d,]+) late CDRs captured, ([\d,]+) undecodable"
+)
 
 
-def load(kafka: Any, registry: Any, topic: str, n: int, seed: int = 7) -> float:
-    """Produce ``n`` valid CDRs, 2 ms of event time apart; returns seconds."""
+@dataclass(frozen=True)
+class Loaded:
+    records: int
+    late: int
+    seconds: float
+
+
+def load(kafka: KafkaSettings, registry: RegistrySettings, topic: str, n: int, seed: int) -> Loaded:
+    """``n`` valid CDRs 2 ms apart, about 1% of them 30 minutes late."""
     loader = CdrLoader(kafka, registry, topic)
     rnd = random.Random(seed)
     types = ("VOICE",) * 6 + ("SMS",) * 3 + ("DATA",)
+    late = 0
     began = time.perf_counter()
     for i in range(n):
-        t = T0 + timedelta(milliseconds=2 * i)
+        t = T0 + STEP * i
+        if rnd.random() < LATE_SHARE:
+            t -= LATE_BY
+            late += 1
         call_type = types[rnd.randrange(10)]
         rec = {
             "call_id": f"{i:012d}",
@@ -73,198 +121,409 @@ def load(kafka: Any, registry: Any, topic: str, n: int, seed: int = 7) -> float:
         }
         loader.send(rec, int(t.timestamp() * 1000))
     loader.flush()
-    return time.perf_counter() - began
+    return Loaded(n, late, time.perf_counter() - began)
 
 
-def drain(
-    spark: Any,
-    settings: AggregateSettings,
-    stack: Any,
-    topics: TopicSettings,
-    work: Path,
-    records: int,
-    *,
-    aggregate: bool,
-) -> dict[str, Any]:
-    name = "aggregate" if aggregate else "baseline"
-    s = settings.model_copy(
-        update={"output": str(work / name / "out"), "checkpoint_dir": work / name / "ckpt"}
+@dataclass(frozen=True)
+class Written:
+    """What a Parquet table holds: rows, files with rows, the newest one's mtime."""
+
+    rows: int
+    files: int
+    newest: float | None
+
+
+def written(folder: Path) -> Written:
+    """The Parquet files with rows under ``folder`` (not ``_spark_metadata`` and the like)."""
+    rows, files, newest = 0, 0, None
+    for path in folder.rglob("*.parquet") if folder.is_dir() else ():
+        if any(p.startswith(("_", ".")) for p in path.relative_to(folder).parts):
+            continue
+        n = pq.read_metadata(path).num_rows
+        if n:
+            rows += n
+            files += 1
+            mtime = path.stat().st_mtime
+            newest = mtime if newest is None else max(newest, mtime)
+    return Written(rows, files, newest)
+
+
+def _tail(path: Path, chars: int = 4000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+
+@dataclass
+class Run:
+    """One cold process: when it started, exited, and what it wrote."""
+
+    name: str
+    returncode: int | None
+    started: float
+    exited: float
+    folder: Path
+    load_average_1m_before: float
+
+    def stderr_tail(self) -> str:
+        return _tail(self.folder / "stderr.txt")
+
+    def stdout(self) -> str:
+        return _tail(self.folder / "stdout.txt", 100_000)
+
+
+def run_cold(name: str, cmd: list[str], env: dict[str, str], folder: Path, timeout_s: float) -> Run:
+    """``cmd`` in a fresh process (its own process group), stdout/stderr to files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()[0]
+    with (folder / "stdout.txt").open("wb") as out, (folder / "stderr.txt").open("wb") as err:
+        started = time.time()
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=PROJECT, stdout=out, stderr=err, start_new_session=True
+        )
+        try:
+            code: int | None = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            code = None
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        exited = time.time()
+    run = Run(name, code, started, exited, folder, round(load_before, 2))
+    state = "timed out" if code is None else f"exit {code}"
+    print(f"  {name}: {state} after {exited - started:.1f} s", flush=True)
+    if code != 0:
+        sys.stderr.write(run.stderr_tail())
+    return run
+
+
+@dataclass(frozen=True)
+class Topics:
+    valid: str
+    billing: str
+    network: str
+    late: str
+
+    @classmethod
+    def fresh(cls) -> Topics:
+        suffix = uuid.uuid4().hex[:8]
+        return cls(
+            f"bench.valid.{suffix}",
+            f"bench.billing.{suffix}",
+            f"bench.network.{suffix}",
+            f"bench.late.{suffix}",
+        )
+
+    def outputs(self) -> list[str]:
+        return [self.billing, self.network, self.late]
+
+    def create(self, kafka: KafkaSettings) -> None:
+        settings = TopicSettings(
+            valid=self.valid, billing=self.billing, network=self.network, late=self.late
+        )
+        ensure_topics(
+            kafka,
+            [self.valid, *self.outputs()],
+            partitions=PARTITIONS,
+            retention_ms=-1,
+            compacted=compacted_topics(settings),
+        )
+
+    def delete(self, kafka: KafkaSettings) -> None:
+        delete_topics(kafka, [self.valid, *self.outputs()])
+
+
+def child_env(stack: StackHandle, topics: Topics, extra: dict[str, str]) -> dict[str, str]:
+    """The environment of both processes: the stack, the topics, otherwise the defaults."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("KAPPA_AGGREGATE_", "KAPPA_TOPIC_"))
+    }
+    env.update(
+        {
+            "KAPPA_KAFKA_BOOTSTRAP": stack.kafka.bootstrap,
+            "KAPPA_SCHEMA_REGISTRY_URL": stack.registry.url,
+            "KAPPA_TOPIC_VALID": topics.valid,
+            "KAPPA_TOPIC_BILLING": topics.billing,
+            "KAPPA_TOPIC_NETWORK": topics.network,
+            "KAPPA_TOPIC_LATE": topics.late,
+            "KAPPA_AGGREGATE_METRICS_PORT": "0",
+            **extra,
+        }
     )
-    began = time.perf_counter()
-    handle = job.start(
-        spark,
-        s,
-        kafka=stack.kafka,
-        registry=stack.registry,
-        topics=topics,
-        stack=StackSettings(),
-        available_now=True,
-        aggregate=aggregate,
-    )
-    handle.query.awaitTermination()
-    seconds = time.perf_counter() - began
-    progress = [p for p in handle.query.recentProgress if p.get("numInputRows")]
-    # numInputRows counts each scan of the source (a batch with late or undecodable
-    # rows reads its range twice); the records drained are the topic's.
-    scanned = sum(int(p["numInputRows"]) for p in handle.query.recentProgress)
-    rows = records
-    batch_s = sorted(p["durationMs"]["triggerExecution"] / 1000 for p in progress)
+    return env
+
+
+def _seconds(run: Run, newest: float | None) -> float | None:
+    return None if newest is None else round(newest - run.started, 2)
+
+
+def _per_s(records: int, seconds: float | None) -> float | None:
+    return round(records / seconds) if seconds else None
+
+
+def tables_written(run: Run, output: Path) -> dict[str, Any]:
+    """Rows per table, the seconds to the last window written and to the exit."""
+    tables = {t.folder: written(output / t.folder) for t in TABLES}
+    stamps = [w.newest for w in tables.values() if w.newest is not None]
+    ok = run.returncode == 0
     return {
-        "query": name,
-        "records": rows,
-        "rows_scanned": scanned,
-        "seconds": round(seconds, 2),
-        "records_per_s": round(rows / seconds, 1) if seconds else None,
-        "batches_with_data": len(progress),
-        "batch_seconds_median": batch_s[len(batch_s) // 2] if batch_s else None,
-        "batch_seconds_max": batch_s[-1] if batch_s else None,
-        "processed_rows_per_s_median": sorted(
-            p.get("processedRowsPerSecond") or 0 for p in progress
-        )[len(progress) // 2]
-        if progress
-        else None,
-        "billing_rows": sum(h.billing_rows for h in handle.history),
-        "network_rows": sum(h.network_rows for h in handle.history),
-        "late_rows": sum(h.late_rows for h in handle.history),
+        "seconds_to_last_window": _seconds(run, max(stamps)) if stamps and ok else None,
+        "seconds_to_exit": round(run.exited - run.started, 2),
+        "returncode": run.returncode,
+        "load_average_1m_before": run.load_average_1m_before,
+        **{f"{name}_rows": w.rows for name, w in tables.items()},
+        **{f"{name}_files": w.files for name, w in tables.items()},
     }
 
 
-def drain_both(
-    spark: Any,
-    settings: AggregateSettings,
-    stack: Any,
-    topics: TopicSettings,
+def run_job(
+    stack: StackHandle, topics: Topics, work: Path, timeout_s: float, extra: dict[str, str]
+) -> dict[str, Any]:
+    output = work / "out"
+    env = child_env(
+        stack,
+        topics,
+        {
+            "KAPPA_AGGREGATE_OUTPUT": str(output),
+            "KAPPA_AGGREGATE_CHECKPOINT_DIR": str(work / "ckpt"),
+            **extra,
+        },
+    )
+    kappa = str(Path(sys.executable).parent / "kappa")
+    run = run_cold("job", [kappa, "aggregate", "--available-now"], env, work, timeout_s)
+    figures = tables_written(run, output)
+    late = written(output / "late")
+    figures["late_rows"] = late.rows
+    figures["seconds_to_late_written"] = _seconds(run, late.newest)
+    # The capture of the last batches may end after the last window.
+    done = [s for s in (figures["seconds_to_last_window"], figures["seconds_to_late_written"]) if s]
+    figures["seconds_to_last_output"] = max(done) if done and run.returncode == 0 else None
+    match = SUMMARY_RE.search(run.stdout())
+    if match:
+        batches, billing, network, captured, undecodable = (
+            int(g.replace(",", "")) for g in match.groups()
+        )
+        figures["summary"] = {
+            "micro_batches": batches,
+            "billing_rows": billing,
+            "network_rows": network,
+            "late_captured": captured,
+            "undecodable": undecodable,
+        }
+    if run.returncode != 0:
+        figures["stderr_tail"] = run.stderr_tail()
+    return figures
+
+
+def run_plain(
+    stack: StackHandle, topics: Topics, work: Path, timeout_s: float, extra: dict[str, str]
+) -> dict[str, Any]:
+    output = work / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.plain_aggregate",
+        "--topic",
+        topics.valid,
+        "--output",
+        str(output),
+        "--checkpoint",
+        str(work / "ckpt"),
+    ]
+    run = run_cold("plain", cmd, child_env(stack, topics, extra), work, timeout_s)
+    figures = tables_written(run, output)
+    lines = run.stdout().strip().splitlines()
+    if run.returncode == 0 and lines:
+        figures["queries"] = json.loads(lines[-1])["queries"]
+    else:
+        figures["stderr_tail"] = run.stderr_tail()
+    return figures
+
+
+def row_check(records: int, job: dict[str, Any], plain: dict[str, Any]) -> list[str]:
+    """Warnings where the job and the plain query wrote different numbers of window rows."""
+    warnings = []
+    for table in TABLES:
+        key = f"{table.folder}_rows"
+        if job[key] != plain[key]:
+            warnings.append(
+                f"{records:,} records: {table.folder} has {job[key]:,} window rows from the "
+                f"job and {plain[key]:,} from the plain query"
+            )
+    return warnings
+
+
+def pair(
+    stack: StackHandle,
+    topics: Topics,
     work: Path,
     records: int,
-) -> list[dict[str, Any]]:
-    """``drain`` the baseline, then the aggregate, with the same settings."""
-    runs = []
-    for aggregate in (False, True):
-        r = drain(spark, settings, stack, topics, work, records, aggregate=aggregate)
-        print(json.dumps(r), flush=True)
-        runs.append(r)
-    return runs
+    extra: dict[str, str],
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """The job, then the plain query, over the same topic; the row check's warnings."""
+    timeout_s = 600 + records / 5_000
+    job = run_job(stack, topics, work / "job", timeout_s, extra)
+    plain = run_plain(stack, topics, work / "plain", timeout_s, extra)
+    warnings = row_check(records, job, plain)
+    for name, figures in (("job", job), ("plain", plain)):
+        if figures["returncode"] != 0:
+            warnings.append(f"{records:,} records: the {name} process failed or timed out")
+    return job, plain, warnings
 
 
-def compared(max_offsets: int | None, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    baseline, agg = runs
+def cold_figures(records: int, job: dict[str, Any], plain: dict[str, Any]) -> dict[str, Any]:
+    job_s = job["seconds_to_last_window"]
+    plain_s = plain["seconds_to_last_window"]
     return {
-        "max_offsets_per_trigger": max_offsets,
-        "baseline": baseline,
-        "aggregate": agg,
-        "ratio_aggregate_to_baseline_records_per_s": round(
-            agg["records_per_s"] / baseline["records_per_s"], 3
-        ),
+        "records": records,
+        "job_seconds_to_last_window": job_s,
+        "plain_seconds_to_last_window": plain_s,
+        "ratio_job_to_plain": round(job_s / plain_s, 3) if job_s and plain_s else None,
+        "job_cdr_per_s": _per_s(records, job_s),
+        "plain_cdr_per_s": _per_s(records, plain_s),
+    }
+
+
+def aim(cold: list[dict[str, Any]]) -> dict[str, Any]:
+    target = {
+        "records": AIM_RECORDS,
+        "ratio_job_to_plain_at_most": AIM_RATIO,
+        "job_cdr_per_s_at_least": AIM_CDR_PER_S,
+    }
+    row = next((c for c in cold if c["records"] == AIM_RECORDS), None)
+    if row is None:
+        return {**target, "met": None, "note": f"{AIM_RECORDS:,} CDRs not in this run"}
+    ratio, rate = row["ratio_job_to_plain"], row["job_cdr_per_s"]
+    met = ratio is not None and rate is not None and ratio <= AIM_RATIO and rate >= AIM_CDR_PER_S
+    return {**target, "ratio_job_to_plain": ratio, "job_cdr_per_s": rate, "met": met}
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--records",
-        type=int,
-        default=int(os.environ.get("KAPPA_BENCH_AGGREGATE_RECORDS", "5000000")),
+        "--sizes",
+        default="1000000,5000000",
+        help="records per run, comma-separated (default 1000000,5000000)",
     )
+    ap.add_argument("--seed", type=int, default=7, help="seed of the generated CDRs")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folders")
     ap.add_argument(
-        "--batch",
-        type=int,
-        default=500_000,
-        help="maxOffsetsPerTrigger of the main figures (latency-oriented)",
-    )
-    ap.add_argument(
-        "--large-batch",
-        type=int,
-        default=1_000_000,
-        help="a second, larger maxOffsetsPerTrigger run for both queries (0: skip): "
-        "how the fixed cost per micro-batch amortizes",
-    )
-    ap.add_argument(
-        "--whole-backlog",
+        "--batched",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="also drain both queries without maxOffsetsPerTrigger (the job's default)",
+        help=f"also drain each topic in {BATCHES} micro-batches (late rows dropped and captured)",
     )
-    ap.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
-    ap.add_argument(
-        "--shuffle-partitions", type=int, default=2, help="spark.sql.shuffle.partitions"
-    )
+    ap.add_argument("--results", type=Path, default=RESULTS / "aggregate.json")
     args = ap.parse_args()
+    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
     work = Path(tempfile.mkdtemp(prefix="kappa-bench-aggregate-"))
-    with ExitStack() as stack_ctx:
-        stack = stack_ctx.enter_context(running_stack(work / "stack", environ=os.environ))
-        base = TopicSettings()
-        suffix = uuid.uuid4().hex[:8]
-        topics = TopicSettings(
-            valid=f"bench.valid.{suffix}",
-            billing=f"bench.billing.{suffix}",
-            network=f"bench.network.{suffix}",
-            late=f"bench.late.{suffix}",
-        )
-        warm = topics.model_copy(update={"valid": f"bench.warmup.{suffix}"})
-        every = [topics.valid, warm.valid, topics.billing, topics.network, topics.late]
-        ensure_topics(stack.kafka, every, partitions=base.partitions, retention_ms=-1)
-        try:
-            warmup = min(WARMUP_RECORDS, args.records)
-            load(stack.kafka, stack.registry, warm.valid, warmup)
-            print(f"loading {args.records:,} CDRs into {topics.valid} ...", flush=True)
-            load_s = load(stack.kafka, stack.registry, topics.valid, args.records)
-            print(f"loaded in {load_s:.1f} s ({args.records / load_s:,.0f}/s)", flush=True)
-            settings = AggregateSettings(
-                max_offsets_per_trigger=args.batch,
-                shuffle_partitions=args.shuffle_partitions,
-                driver_memory="4g",
-            )
-            load_before = os.getloadavg()
-            t = time.perf_counter()
-            spark = session(settings, StackSettings(), app_name="kappa-bench-aggregate")
-            startup_s = time.perf_counter() - t
-            # Both queries once over a small topic first: the JVM's just-in-time compiler
-            # would otherwise slow whichever query runs first.
-            for aggregate in (False, True):
-                drain(spark, settings, stack, warm, work / "warmup", warmup, aggregate=aggregate)
-            runs = drain_both(spark, settings, stack, topics, work, args.records)
-            large = []
-            if args.large_batch:
-                big = settings.model_copy(update={"max_offsets_per_trigger": args.large_batch})
-                large = drain_both(spark, big, stack, topics, work / "large", args.records)
-            whole = []
-            if args.whole_backlog:
-                backlog = settings.model_copy(update={"max_offsets_per_trigger": None})
-                whole = drain_both(spark, backlog, stack, topics, work / "whole", args.records)
-            load_after = os.getloadavg()
-            spark.stop()
-        finally:
-            delete_topics(stack.kafka, every)
-    baseline, agg = runs
-    result = {
-        "bench": "aggregate",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "records": args.records,
-        "max_offsets_per_trigger": args.batch,
-        "shuffle_partitions": args.shuffle_partitions,
-        "load_average_1m": {
-            "before_drains": round(load_before[0], 2),
-            "after_drains": round(load_after[0], 2),
+    began = time.perf_counter()
+    cold: list[dict[str, Any]] = []
+    loads: list[dict[str, Any]] = []
+    jobs: list[dict[str, Any]] = []
+    plains: list[dict[str, Any]] = []
+    batched: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    try:
+        with bench_stack() as stack:
+            for records in sizes:
+                topics = Topics.fresh()
+                topics.create(stack.kafka)
+                try:
+                    print(f"loading {records:,} CDRs into {topics.valid} ...", flush=True)
+                    loaded = load(stack.kafka, stack.registry, topics.valid, records, args.seed)
+                    print(f"  loaded in {loaded.seconds:.1f} s", flush=True)
+                    loads.append(
+                        {
+                            "records": records,
+                            "late_records": loaded.late,
+                            "seconds": round(loaded.seconds, 1),
+                            "cdr_per_s": _per_s(records, loaded.seconds),
+                        }
+                    )
+                    size_dir = work / str(records)
+                    job, plain, warned = pair(stack, topics, size_dir, records, {})
+                    cold.append(cold_figures(records, job, plain))
+                    jobs.append({"records": records, **job})
+                    plains.append({"records": records, **plain})
+                    warnings += warned
+                    if args.batched:
+                        cap = math.ceil(records / BATCHES)
+                        extra = {"KAPPA_AGGREGATE_MAX_OFFSETS_PER_TRIGGER": str(cap)}
+                        fresh = Topics(topics.valid, *Topics.fresh().outputs())
+                        fresh.create(stack.kafka)
+                        try:
+                            job, plain, warned = pair(
+                                stack, fresh, size_dir / "batched", records, extra
+                            )
+                        finally:
+                            delete_topics(stack.kafka, fresh.outputs())
+                        batched.append(
+                            {
+                                **cold_figures(records, job, plain),
+                                "max_offsets_per_trigger": cap,
+                                "job": job,
+                                "plain": plain,
+                            }
+                        )
+                        warnings += warned
+                    print(json.dumps(cold[-1]), flush=True)
+                finally:
+                    topics.delete(stack.kafka)
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    defaults = {name: f.default for name, f in AggregateSettings.model_fields.items()}
+    result: dict[str, Any] = {
+        "benchmark": "aggregate",
+        "measured": (
+            "wall seconds from just before the process starts to the newest Parquet file "
+            "with window rows (billing_realtime/, network_realtime/), cold: one fresh "
+            "process per run; CDR/s = records / those seconds"
+        ),
+        "cold_start": cold,
+        "aim": aim(cold),
+        "warnings": warnings,
+        "extras": {
+            "order": ORDER,
+            "load": loads,
+            "job": jobs,
+            "plain": plains,
+            "batched": batched,
+            "settings": {
+                "job": "kappa aggregate --available-now, default settings",
+                "plain": "python -m bench.plain_aggregate (trigger 1 second)",
+                "master": defaults["master"],
+                "state_store": defaults["state_store"],
+                "shuffle_partitions": defaults["shuffle_partitions"],
+                "driver_memory": defaults["driver_memory"],
+                "partitions": PARTITIONS,
+                "late_share": LATE_SHARE,
+                "late_by_minutes": LATE_BY.total_seconds() / 60,
+                "seed": args.seed,
+            },
+            "bench_seconds": round(time.perf_counter() - began, 1),
         },
-        "load_seconds": round(load_s, 1),
-        "spark_startup_seconds": round(startup_s, 1),
-        "baseline": baseline,
-        "aggregate": agg,
-        "ratio_aggregate_to_baseline_records_per_s": round(
-            agg["records_per_s"] / baseline["records_per_s"], 3
-        )
-        if agg["records_per_s"] and baseline["records_per_s"]
-        else None,
+        "machine": machine(),
     }
-    if large:
-        result["large_batch"] = compared(args.large_batch, large)
-    if whole:
-        result["whole_backlog"] = compared(None, whole)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps({k: result[k] for k in ("cold_start", "aim", "warnings")}, indent=2))
+    print(f"written to {args.results}")
 
 
 if __name__ == "__main__":
