@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, Field, SecretStr
+from pydantic import AwareDatetime, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -324,6 +324,12 @@ class AggregateSettings(BaseSettings):
     )
     metrics_port: int = _metrics_port(9103)
     metrics_host: str = _metrics_host()
+
+    @field_validator("checkpoint_dir", mode="before")
+    @classmethod
+    def _location_text(cls, value: Any) -> Any:
+        """A ``Path`` is as good as its text: the checkpoint may be a path or a URL."""
+        return str(value) if isinstance(value, Path) else value
 
 
 class ClusterSettings(BaseSettings):

@@ -231,12 +231,13 @@ QUALITY = Dashboard(
                 q(f"sum(rate(kappa_aggregate_late_records_total[{RATE}]))", "captured late"),
                 q(
                     f"sum(rate(kappa_aggregate_rows_dropped_by_watermark_total[{RATE}]))",
-                    "dropped by Spark's watermark",
+                    "late groups dropped by Spark's watermark",
                 ),
                 q(f"sum(rate(kappa_aggregate_undecodable_records_total[{RATE}]))", "undecodable"),
                 unit="rps",
-                description="Late records are captured to late/ and cdr.late, never dropped "
-                "silently; Spark's own drop count is there to compare",
+                description="The rows Spark's watermark drops are captured to late/ and "
+                "cdr.late, never lost silently; Spark counts them per late (window, table, "
+                "key) group (numRowsDroppedByWatermark), the capture per CDR",
             ),
             ts(
                 "Watermark delay",
@@ -282,7 +283,7 @@ NETWORK = Dashboard(
                 q("kappa_business_window_active_callers", "active callers"),
             ),
             ts(
-                "Aggregation state rows (open windows)",
+                "Spark state store rows (open windows per table and key)",
                 q("sum by (operator) (kappa_aggregate_state_rows)", "{{operator}}"),
             ),
         ),

@@ -10,7 +10,8 @@ ran with) and adds two small files of its own beside them:
   checkpoint of another shape stops the job with ``IncompatibleCheckpointError``
   rather than Spark's error about its state;
 - ``kappa-late.json``: the newest batch whose late and undecodable rows have been
-  captured (``late``).
+  captured (``late``), and ``kappa-late/<batch>``: for each batch with drops, the
+  CDRs captured beside Spark's own ``numRowsDroppedByWatermark``.
 
 Everything goes through ``org.apache.hadoop.fs.FileSystem``, so ``file://``,
 ``hdfs://`` and plain local paths behave the same.
@@ -89,9 +90,11 @@ class Checkpoint:
             stream.close()
 
     def write_text(self, name: str, text: str) -> None:
-        """Write ``name`` whole: a temporary file renamed over the old one."""
-        self._fs.mkdirs(self._p())
-        tmp = self._p(f".{name}.tmp")
+        """Write ``name`` (a path under the checkpoint) whole: a temporary file renamed
+        over the old one."""
+        folder, _, leaf = name.rpartition("/")
+        self._fs.mkdirs(self._p(folder) if folder else self._p())
+        tmp = self._p(f"{folder}/.{leaf}.tmp" if folder else f".{leaf}.tmp")
         out = self._fs.create(tmp, True)
         try:
             out.write(bytearray(text.encode("utf-8")))

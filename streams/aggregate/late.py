@@ -157,11 +157,27 @@ def decoded_rows(raw: DataFrame, decoders: Decoders) -> DataFrame:
 
 @dataclass(frozen=True, slots=True)
 class Captured:
-    """What the capture of one batch wrote."""
+    """What the capture of one batch wrote, beside what Spark reported for it."""
 
     batch_id: int
     late_rows: int
     undecodable_rows: int
+    late_groups: int = 0
+    """(window, table, key) groups of the late rows: what Spark's drop count counts."""
+    dropped: int | None = None
+    """Spark's ``numRowsDroppedByWatermark`` for the batch (None: its report was lost
+    with a crashed driver, the batch was scanned whole)."""
+
+    def as_json(self) -> str:
+        return json.dumps(
+            {
+                "batch": self.batch_id,
+                "late": self.late_rows,
+                "undecodable": self.undecodable_rows,
+                "late_groups": self.late_groups,
+                "dropped_by_watermark": self.dropped,
+            }
+        )
 
 
 Sink = Callable[[int, DataFrame | None, DataFrame | None], None]
@@ -242,6 +258,7 @@ class LateCapture:
         try:
             n_late = 0 if late is None else late.count()
             n_bad = 0 if bad is None else bad.count()
+            groups = late_groups(late) if late is not None and n_late else 0
             self.sink(batch_id, late if n_late else None, bad if n_bad else None)
         finally:
             for frame in (late, bad):
@@ -258,7 +275,25 @@ class LateCapture:
             "?" if flags is None else flags.dropped,
             time.perf_counter() - started,
         )
-        return Captured(batch_id, n_late, n_bad)
+        done = Captured(batch_id, n_late, n_bad, groups, None if flags is None else flags.dropped)
+        if n_late or n_bad or flags is not None:
+            self.checkpoint.write_text(f"{LATE_AUDIT}/{batch_id}", done.as_json() + "\n")
+        return done
+
+
+LATE_AUDIT = "kappa-late"
+"""Per batch with drops (or scanned after a crash), under the checkpoint: the rows
+captured beside Spark's own drop count (``Captured.as_json``)."""
+
+
+def late_groups(late: DataFrame) -> int:
+    """The (window, table, key) groups of ``late`` rows: a caller group and a tower
+    group per missed window, as Spark's stateful operator sees them."""
+    row = late.agg(
+        sf.count_distinct("missed_window_start", "caller_num").alias("callers"),
+        sf.count_distinct("missed_window_start", "tower_id").alias("towers"),
+    ).collect()[0]
+    return int(row["callers"]) + int(row["towers"])
 
 
 def progress_flags(progress: Any) -> tuple[int, int, int] | None:

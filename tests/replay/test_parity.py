@@ -16,6 +16,7 @@ from kappa.cli import main
 from kappa.settings import AggregateSettings, ReplaySettings, TopicSettings
 from kappa.stack.testing import StackHandle, TopicFactory
 from replay import parity, runner
+from streams.aggregate.tables import BILLING
 from tests.streams.aggregate.dataset import (
     STEPS,
     T0,
@@ -146,7 +147,7 @@ def test_parity_flags_a_difference_late_records_do_not_explain(
     copy = tmp_path / "aggregate"
     shutil.copytree(str(s.aggregate.output), copy)
     s = dataclasses.replace(s, aggregate=s.aggregate.model_copy(update={"output": str(copy)}))
-    billing = f"{copy}/{parity.BILLING_DIR}"
+    billing = f"{copy}/{BILLING.folder}"
     # A window row written twice by the stream (the latest window: no late record in it).
     row: Any = spark.read.parquet(billing).orderBy(sf.desc("window_start"), "caller_num").limit(1)
     row.write.mode("append").parquet(billing)

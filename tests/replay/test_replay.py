@@ -18,7 +18,7 @@ from kappa.stack.testing import StackHandle
 from replay import api, runner
 from replay.exceptions import ReplayFailedError, ReplayVerificationError
 from replay.plan import range_id
-from streams.aggregate import transforms
+from streams.aggregate import tables
 from tests.replay.conftest import DAY, CdrTopic, cdr, minutes, settings_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
@@ -171,12 +171,16 @@ def test_a_failed_run_leaves_the_previous_output(
     first = runner.replay_range(s, T1, T2, topic=t.name, spark=spark)
     before = read_rows(spark, first["path"], "cdr")
 
-    def boom(*_: Any, **__: Any) -> Any:
-        msg = "disk full"
-        raise OSError(msg)
+    compute = tables.Table.compute
+
+    def boom(table: tables.Table, *args: Any) -> Any:
+        if table.name == "network":
+            msg = "disk full"
+            raise OSError(msg)
+        return compute(table, *args)
 
     # Fails after cdr/ and billing_report/ are written into the staging folder.
-    monkeypatch.setattr(transforms, "network_health", boom)
+    monkeypatch.setattr(tables.Table, "compute", boom)
     with pytest.raises(ReplayFailedError, match="previous output, if any, is untouched"):
         runner.replay_range(s, T1, T2, topic=t.name, spark=spark)
     monkeypatch.undo()

@@ -151,6 +151,15 @@ def test_windows_equal_independent_aggregates_and_late_rows_are_captured(
     assert sum(dropped.values()) == 6  # s3a, s3b: 2 callers + 2 towers; s4a: 1 + 1
     for batch_id, n in dropped.items():
         assert _captured_groups(root, batch_id) == n, batch_id
+    # The checkpoint keeps the same comparison for each batch with drops (for audits).
+    audit = [
+        json.loads(f.read_text())
+        for f in Path(settings.checkpoint_dir or "").glob("kappa-late/[0-9]*")
+    ]
+    assert {a["batch"]: a["dropped_by_watermark"] for a in audit} == {
+        b: n for b, n in dropped.items() if n
+    }
+    assert all(a["late_groups"] == a["dropped_by_watermark"] for a in audit)
     # The listener reports Spark's own figures for the running query.
     newest = ran[-1]
     assert _metric("kappa_aggregate_rows_dropped_by_watermark_total") - dropped_before == 6
