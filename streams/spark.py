@@ -122,6 +122,7 @@ def session(
         # that reach the driver on loopback too, whatever the host name resolves to
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
+    conf.update(settings.spark_conf)
     if extra_conf:
         conf.update(extra_conf)
     builder = SparkSession.builder

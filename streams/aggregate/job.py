@@ -89,8 +89,8 @@ from streams.aggregate.tables import (
     Params,
     Table,
     aggregate_exploded,
-    gauge_row,
     keyed,
+    window_stats,
 )
 from streams.aggregate.transforms import interval_ms
 from streams.spark import run_concurrently
@@ -270,7 +270,9 @@ class WindowSink:
         started = time.perf_counter()
         closed = df.persist()
         try:
-            counts = {str(r[0]): int(r[1]) for r in closed.groupBy("table").count().collect()}
+            # One small job: rows and gauges per table and closed window.
+            stats = window_stats(closed, TABLES, self.params)
+            counts = {name: sum(w["rows"] for w in windows) for name, windows in stats.items()}
             result = self.history.setdefault(batch_id, BatchCounts(batch_id))
             result.billing_rows = counts.get("billing", 0)
             result.network_rows = counts.get("network", 0)
@@ -279,6 +281,7 @@ class WindowSink:
                 self._write(batch_id, emitted)
             for table in emitted:
                 metrics.AGGREGATE_WINDOW_ROWS.labels(table=table.folder).inc(counts[table.name])
+                publish_gauges(table.name, stats[table.name])
         finally:
             closed.unpersist()
         log.info(
@@ -286,21 +289,18 @@ class WindowSink:
         )
 
     def _write(self, batch_id: int, emitted: dict[Table, DataFrame]) -> None:
-        """Parquet first (the tables users read), then Kafka and the gauges side by side."""
-        for table, rows in emitted.items():
-            self.tables.write(rows, table.folder, batch_id)
-        if self.after_parquet is not None:
-            self.after_parquet(batch_id)
+        """Every table's Parquet and the Kafka rows of all tables, as concurrent jobs."""
         jobs: dict[str, Callable[[], Any]] = {
-            t.name: functools.partial(gauge_row, r, t, self.params) for t, r in emitted.items()
+            t.folder: functools.partial(self.tables.write, r, t.folder, batch_id)
+            for t, r in emitted.items()
         }
         if self.outputs is not None:
             frames = [self._kafka_rows(t, r) for t, r in emitted.items()]
             union = reduce(DataFrame.unionByName, frames)
             jobs["kafka"] = functools.partial(write_kafka_rows, union, self.kafka_options)
-        results = run_concurrently(jobs)
-        for table in emitted:
-            publish_gauges(table.name, results[table.name])
+        run_concurrently(jobs)
+        if self.after_parquet is not None:
+            self.after_parquet(batch_id)
 
     def _kafka_rows(self, table: Table, rows: DataFrame) -> DataFrame:
         out = self.outputs

@@ -37,6 +37,7 @@ boundaries such as 10:00, 10:05, ...).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -344,12 +345,33 @@ def aggregate(cdrs: DataFrame, tables: Sequence[Table], params: Params) -> DataF
     return aggregate_exploded(exploded, tables, params)
 
 
-def gauge_row(rows: DataFrame, table: Table, params: Params) -> list[Any]:
-    """Per closed window of ``rows`` (one table's window rows): its gauges, newest first.
-    A handful of rows whatever the number of keys."""
-    return (
-        rows.groupBy(sf.unix_millis("window_end").alias("window_end_ms"))
-        .agg(*[g.agg(params).alias(g.name) for g in table.gauges])
-        .orderBy(sf.desc("window_end_ms"))
-        .collect()
+def gauge_frame(rows: DataFrame, table: Table, params: Params) -> DataFrame:
+    """Per closed window of ``rows`` (one table's window rows): ``table``,
+    ``window_end_ms``, the number of rows and the table's gauges (a JSON object)."""
+    return rows.groupBy(sf.unix_millis("window_end").alias("window_end_ms")).agg(
+        sf.lit(table.name).alias("table"),
+        sf.count(sf.lit(1)).alias("rows"),
+        sf.to_json(sf.struct(*[g.agg(params).alias(g.name) for g in table.gauges])).alias("gauges"),
     )
+
+
+def window_stats(
+    aggregated: DataFrame, tables: Sequence[Table], params: Params
+) -> dict[str, list[dict[str, Any]]]:
+    """For each table, one small dict per closed window of ``aggregate``'s output:
+    ``window_end_ms``, ``rows`` and the gauges. One Spark job, a handful of rows
+    whatever the number of callers or towers."""
+    frames = [gauge_frame(t.rows(aggregated, params), t, params) for t in tables]
+    union = frames[0]
+    for frame in frames[1:]:
+        union = union.unionByName(frame)
+    out: dict[str, list[dict[str, Any]]] = {t.name: [] for t in tables}
+    for row in union.collect():
+        out[str(row["table"])].append(
+            {
+                "window_end_ms": int(row["window_end_ms"]),
+                "rows": int(row["rows"]),
+                **json.loads(row["gauges"]),
+            }
+        )
+    return out

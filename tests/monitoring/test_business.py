@@ -68,11 +68,15 @@ def test_nothing_is_exported_before_a_window_closes(gauges) -> None:
 
 def _gauges(spark: Any, table: str, rows: list[dict[str, object]]) -> list[Any]:
     """The job's own gauge aggregation (in Spark) over window rows of one table."""
-    from streams.aggregate.tables import Params, by_name, gauge_row
+    import json
+
+    from streams.aggregate.tables import Params, by_name, gauge_frame
     from streams.aggregate.transforms import RateCard
 
     t = by_name(table)
-    return gauge_row(spark.createDataFrame(rows, t.columns), t, Params(RateCard(2.0, 1.0, 0.5)))
+    frame = spark.createDataFrame(rows, t.columns)
+    got = gauge_frame(frame, t, Params(RateCard(2.0, 1.0, 0.5))).collect()
+    return [{"window_end_ms": r["window_end_ms"], **json.loads(r["gauges"])} for r in got]
 
 
 @pytest.mark.spark
