@@ -40,7 +40,7 @@ PRODUCER_DELIVERY_SECONDS = Histogram(
 
 
 # -- business: the last closed 5-minute window ---------------------------------------
-# One collector, fed by monitoring.business.record_closed_window(): its gauges appear once
+# One collector, fed by monitoring.business.publish_gauges(): its gauges appear once
 # the aggregation job closed a window, and a scrape never mixes two windows' values.
 #   kappa_business_window_end_timestamp_seconds{table}  event-time end of the last closed window
 #   kappa_business_window_emit_delay_seconds{table}     wall time at emission minus that end

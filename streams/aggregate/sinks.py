@@ -3,7 +3,7 @@
 **Parquet** (``billing_realtime/``, ``network_realtime/``, ``late/``, ``undecodable/``
 under a local path or an ``hdfs://`` URL): a batch is written to
 ``<root>/_staging/<table>/batch=<id>/``, then each file is renamed into the table
-as ``batch-<id>-<part>.parquet`` after removing any file of that batch id left by
+as ``batch-<id>-<part>.parquet`` (a file per task, no funnel through one) after removing any file of that batch id left by
 an earlier attempt. A batch that Spark replays after a crash therefore replaces
 its own files instead of adding copies: the tables hold each window row once.
 Readers (Spark, pandas, pyarrow) skip ``_staging`` (leading underscore).
@@ -14,8 +14,10 @@ written by the batch with Spark's Kafka sink: **at-least-once**. A replayed batc
 sends its rows again, but they are the same rows under the same keys
 (``<window_start>|<caller>``, ``<window_start>|<tower>``, the late CDR's
 ``call_id``): an emitted window is final in append mode, and ``captured_at`` comes
-from the offset log. A consumer that keeps the latest value per key (a table,
-Kafka UI, a compacted topic) sees every row exactly once.
+from the offset log. The topics are compacted (``kappa stack up`` and compose create
+them so): a consumer that keeps the latest value per key (a table, Kafka UI) sees
+every row exactly once; one reading from the start may meet a row twice, with the
+same value, until compaction has run.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class ParquetTables:
         """Write ``df`` as batch ``batch_id`` of ``table``, replacing an earlier attempt."""
         path = self._path
         staging = f"{self.root}/_staging/{table}/batch={batch_id}"
-        df.coalesce(1).write.mode("overwrite").parquet(staging)
+        df.write.mode("overwrite").parquet(staging)
         target = path(self.table_path(table))
         self._fs.mkdirs(target)
         prefix = f"batch-{batch_id}-"
