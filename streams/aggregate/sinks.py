@@ -2,10 +2,11 @@
 
 **Parquet** (``billing_realtime/``, ``network_realtime/``, ``late/``, ``undecodable/``
 under a local path or an ``hdfs://`` URL): a batch is written to
-``<root>/_staging/<table>/batch=<id>/``, then each file is renamed into the table
-as ``batch-<id>-<part>.parquet`` (a file per task, no funnel through one) after removing any file of that batch id left by
-an earlier attempt. A batch that Spark replays after a crash therefore replaces
-its own files instead of adding copies: the tables hold each window row once.
+``<root>/_staging/<table>/batch=<id>/`` (a file per task, no funnel through one),
+then each file is renamed into the table as ``batch-<id>-<part>.parquet`` after
+removing any file of that batch id left by an earlier attempt. A batch that Spark
+replays after a crash therefore replaces its own files instead of adding copies:
+the tables hold each window row once.
 Readers (Spark, pandas, pyarrow) skip ``_staging`` (leading underscore).
 
 **Kafka** (``cdr.billing.5m``, ``cdr.network.5m``, ``cdr.late``): Confluent-framed
