@@ -315,6 +315,11 @@ class AggregateSettings(BaseSettings):
         "earliest", description="where a query without a checkpoint starts reading"
     )
     driver_memory: str = Field("2g", description="spark.driver.memory (local mode: all of Spark)")
+    spark_conf: dict[str, str] = Field(
+        default_factory=dict,
+        description="more Spark settings of the session, a JSON object, e.g. on a cluster "
+        '{"spark.executor.memory":"1g","spark.hadoop.dfs.replication":"2"}',
+    )
     rate_voice_per_minute: float = Field(2.0, ge=0, description="VOICE price per billable minute")
     rate_sms_each: float = Field(1.0, ge=0, description="price of one SMS")
     rate_data_per_mb: float = Field(0.5, ge=0, description="DATA price per MB (1024 KB)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -99,7 +100,7 @@ def _up_cluster(local: LocalStack, with_monitoring: bool, began: float) -> None:
     _print_table(rows)
     click.echo(f"cluster up in {time.monotonic() - began:.1f} s; point the pipeline at it with")
     for name, value in cluster.env().items():
-        click.echo(f"{name}={value}")
+        click.echo(f"{name}={shlex.quote(value)}")
     click.echo(f"HDFS={cluster.hdfs_url()} (web {cluster.namenode.http_url()})")
     click.echo(f"Spark master web UI: {cluster.master.master_web_url()}")
     click.echo(f"logs and data under {cluster.layout.state_dir}; stop with `kappa stack down`")

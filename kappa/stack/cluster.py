@@ -136,7 +136,8 @@ class ClusterStack:
         return self.namenode.fs_url()
 
     def spark_conf(self) -> dict[str, str]:
-        """Spark settings of a job on this cluster (``extra_conf`` of streams.spark.session)."""
+        """Spark settings of a job on this cluster (``extra_conf`` of streams.spark.session;
+        ``env`` passes them to the pipeline's commands as KAPPA_AGGREGATE_SPARK_CONF)."""
         return {
             "spark.executor.memory": self.cluster.executor_memory,
             "spark.hadoop.dfs.replication": str(HDFS_REPLICATION),
@@ -148,6 +149,8 @@ class ClusterStack:
             "KAPPA_KAFKA_BOOTSTRAP": self.kafka_settings().bootstrap,
             "KAPPA_SCHEMA_REGISTRY_URL": self.registry.url(),
             "KAPPA_AGGREGATE_MASTER": self.master_url(),
+            # executor memory and HDFS replication for the aggregation and the replay
+            "KAPPA_AGGREGATE_SPARK_CONF": json.dumps(self.spark_conf(), separators=(",", ":")),
             "KAPPA_AGGREGATE_OUTPUT": f"{self.hdfs_url()}/kappa/aggregate",
             "KAPPA_REPLAY_OUTPUT": f"{self.hdfs_url()}/kappa/replay",
         }
