@@ -4,7 +4,8 @@ Spark owns the checkpoint: its offset log (``offsets/<N>``: the batch's watermar
 timestamp and end offsets), its commit log (``commits/<N>``), the Kafka source's
 initial offsets (``sources/0/0``) and the state store (``state/``). The job reads
 the logs (the late capture replays a batch's offset range with the watermark it
-ran with) and adds two small files of its own beside them:
+ran with), logs on start the no-data batch a restarted query would skip
+(``plan_closing_batch``), and adds two small files of its own beside them:
 
 - ``kappa-query.json``: the shape of the query that wrote the checkpoint; a
   checkpoint of another shape stops the job with ``IncompatibleCheckpointError``
@@ -157,6 +158,39 @@ class Checkpoint:
             return 0
         previous = self.entry(batch_id - 1)
         return 0 if previous is None else previous.watermark_ms
+
+    def plan_closing_batch(self, now_ms: int) -> int | None:
+        """Log the no-data batch that the newest committed batch's watermark asks for; its id,
+        or None when none is owed.
+
+        After each batch Spark runs a batch without new data when the watermark has moved
+        (``nextBatchWatermarkMs`` of the commit above the ``batchWatermarkMs`` the batch ran
+        with): it closes the windows that watermark passed. A restarted query no longer
+        knows its last batch and waits for new data first, so a stop or a crash between
+        the two would hold those windows back, and a drain would end without them. This
+        writes the offset-log entry Spark would have written (the same end offsets and
+        settings, the new watermark), which a starting query then runs as a batch that was
+        logged and not committed."""
+        newest = self.newest("offsets")
+        if newest < 0 or self.committed() != newest:
+            return None
+        commit = self.read_text("commits", str(newest))
+        logged = self.read_text("offsets", str(newest))
+        if commit is None or logged is None:
+            return None
+        next_watermark = int(_json_object(commit).get("nextBatchWatermarkMs") or 0)
+        lines = logged.split("\n")
+        at = next((i for i, line in enumerate(lines) if line.startswith("{")), None)
+        if at is None:
+            return None
+        meta = json.loads(lines[at])
+        if next_watermark <= int(meta.get("batchWatermarkMs") or 0):
+            return None
+        meta["batchWatermarkMs"] = next_watermark
+        meta["batchTimestampMs"] = now_ms
+        lines[at] = json.dumps(meta, separators=(",", ":"))
+        self.write_text(f"offsets/{newest + 1}", "\n".join(lines))
+        return newest + 1
 
     # -- the job's own files ---------------------------------------------------
     def captured_through(self) -> int:

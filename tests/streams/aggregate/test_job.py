@@ -263,3 +263,38 @@ def test_two_schema_versions_are_both_aggregated_even_one_registered_after_start
     got = expected.frame_to_table(_read(out, "billing_realtime"), "caller_num")
     assert got == expected.closed(expected.billing(everything), wm)
     assert _read(out, "late").empty
+
+
+def test_a_drain_after_a_stop_writes_the_windows_the_last_batch_closed(
+    spark: SparkSession, stack: Any, topics: TopicSettings, tmp_path: Path
+) -> None:
+    """Stopped after a data batch and before the no-data batch its watermark asks for (the
+    next trigger is an hour away), a query started again would not run that batch
+    without new data. The start logs it in the checkpoint, so the drain writes those
+    windows."""
+    settings = _settings(tmp_path)
+    out = Path(settings.output or "")
+    rows = STEPS[0] + STEPS[1]  # one batch, nothing late
+    produce_step(stack.kafka, topics.valid, rows, [encoder(stack, topics)])
+    handle = start_query(spark, stack, topics, settings, trigger="1 hour")
+    ckpt = handle.capture.checkpoint
+    try:
+        deadline = time.monotonic() + 300
+        while ckpt.committed() < 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        handle.stop()
+    assert ckpt.newest("offsets") == ckpt.committed() == 0  # no closing batch ran
+    assert _read(out, "billing_realtime").empty
+
+    history = drain(spark, stack, settings, topics)
+    assert [h.batch_id for h in history if h.billing_rows] == [1]
+    records = [r.record for r in rows]
+    wm = watermark_after([rows])
+    for table, key, compute in (
+        ("billing_realtime", "caller_num", expected.billing),
+        ("network_realtime", "tower_id", expected.network),
+    ):
+        want = expected.closed(compute(records), wm)
+        assert want
+        assert expected.frame_to_table(_read(out, table), key) == want, table
