@@ -35,29 +35,11 @@ from pyspark.sql.streaming.query import StreamingQuery
 from kappa import clients
 from kappa.settings import AggregateSettings, KafkaSettings, RegistrySettings, StackSettings
 from streams.aggregate.decode import Decoders, decode
-from streams.aggregate.job import configure_state_store
+from streams.aggregate.job import configure_state_store, kafka_source
 from streams.aggregate.tables import BILLING, NETWORK, Params, Table
 from streams.spark import session
 
 POLL_S = 0.25
-
-
-def kafka_rows(
-    spark: SparkSession, kafka: KafkaSettings, topic: str, settings: AggregateSettings
-) -> DataFrame:
-    """The topic as Kafka rows, with the job's read options."""
-    reader = (
-        spark.readStream.format("kafka")
-        .options(**kafka.spark_options())
-        .option("subscribe", topic)
-        .option("startingOffsets", settings.starting_offsets)
-        .option("kafka.isolation.level", "read_committed")
-        .option("failOnDataLoss", "true")
-        .option("minPartitions", str(settings.min_read_tasks))
-    )
-    if settings.max_offsets_per_trigger:
-        reader = reader.option("maxOffsetsPerTrigger", str(settings.max_offsets_per_trigger))
-    return reader.load()
 
 
 def start(
@@ -138,7 +120,7 @@ def main() -> None:
     queries: list[StreamingQuery] = []
     try:
         for table in (BILLING, NETWORK):
-            framed = decode(kafka_rows(spark, KafkaSettings(), args.topic, settings), decoders)
+            framed = decode(kafka_source(spark, KafkaSettings(), args.topic, settings), decoders)
             cdrs = (
                 framed.where(sf.col("decoded").isNotNull())
                 .select("decoded.*")
