@@ -240,7 +240,9 @@ class AirflowSettings(BaseSettings):
 
     model_config = _config("KAPPA_AIRFLOW_")
 
-    home: Path = Field(Path(".kappa/airflow"), description="AIRFLOW_HOME of the local Airflow")
+    home: Path | None = Field(
+        None, description="AIRFLOW_HOME of the local Airflow (default: <state_dir>/airflow)"
+    )
     host: str = Field("127.0.0.1", description="address the Airflow UI/API server binds")
     port: int = Field(8088, ge=1, le=65535, description="Airflow UI/API server port")
     executor: str = Field("LocalExecutor", description="Airflow executor of the local Airflow")
@@ -251,7 +253,9 @@ class AirflowSettings(BaseSettings):
         None, description="Spark master for replay tasks (default: the replay's, local mode)"
     )
     start_date: AwareDatetime | None = Field(
-        None, description="first data interval of the DAG (default: pinned at first `up`)"
+        None,
+        description="start of the DAG's first scheduled interval (default: pinned at the "
+        "first `kappa airflow up`; unset and unpinned, the DAG does not catch up)",
     )
     lateness_margin_s: float | None = Field(
         None,
@@ -269,8 +273,15 @@ class AirflowSettings(BaseSettings):
     metrics_port: int = _metrics_port(9107, "port of `kappa airflow metrics-exporter`")
     metrics_host: str = _metrics_host("the metrics exporter")
 
-    def metrics_path(self) -> Path:
-        return self.metrics_dir if self.metrics_dir is not None else self.home / "metrics"
+    def home_path(self, state_dir: Path) -> Path:
+        """The Airflow home: the setting, else ``<state_dir>/airflow``."""
+        return self.home if self.home is not None else state_dir / "airflow"
+
+    def metrics_path(self, state_dir: Path) -> Path:
+        """The run metrics folder: the setting, else ``<home>/metrics``."""
+        if self.metrics_dir is not None:
+            return self.metrics_dir
+        return self.home_path(state_dir) / "metrics"
 
 
 class AggregateSettings(BaseSettings):

@@ -1,8 +1,10 @@
 """What the replay DAG's tasks call: thin functions into ``replay.api``.
 
-Each reads its settings once, converts Airflow's interval bounds to UTC
-``datetime``s, calls the replay and returns small JSON-able dicts for XCom.
-Nothing here imports Airflow, so each is usable (and tested) on its own.
+Each reads its settings once, takes the interval as UTC ``datetime``s
+(``intervals.of_run`` says which one a run replays), calls the replay and returns
+small JSON-able dicts for XCom. Nothing here imports Airflow, so each is usable
+(and tested) on its own. Only ``replay`` starts Spark; ``verify`` and ``metrics``
+read a local output with plain file reads and count the topic with the Kafka client.
 """
 
 # Imports inside functions: the replay (Spark) is imported when a task runs, not at DAG parse
@@ -17,18 +19,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from kappa.settings import AirflowSettings, ReplaySettings
+from kappa.settings import AirflowSettings, ReplaySettings, StackSettings
 from orchestration import runmetrics
+from orchestration.intervals import utc
+
+__all__ = ["interval_closed", "metrics", "replay", "task_failed", "utc", "verify"]
 
 log = logging.getLogger(__name__)
-
-
-def utc(t: datetime) -> datetime:
-    """A plain timezone-aware UTC ``datetime`` (Airflow hands out pendulum ones)."""
-    if t.tzinfo is None:
-        msg = f"naive time {t!r}: the DAG works in UTC only"
-        raise ValueError(msg)
-    return datetime.fromtimestamp(t.timestamp(), UTC)
 
 
 def lateness_margin(settings: AirflowSettings | None = None) -> timedelta:
@@ -104,7 +101,7 @@ def verify(start: datetime, end: datetime, output: str | None = None) -> dict[st
     from replay import api
 
     start, end = utc(start), utc(end)
-    with spark_master():
+    with spark_master():  # only an hdfs:// output needs Spark here
         result = api.verify_interval(start, end, output)
     log.info("verified start=%s end=%s", start.isoformat(), end.isoformat())
     return dict(result) if isinstance(result, dict) else {"verified": True}
@@ -123,7 +120,7 @@ def metrics(
 
     settings = settings or AirflowSettings()
     start, end = utc(start), utc(end)
-    with spark_master(settings):
+    with spark_master(settings):  # only an hdfs:// output needs Spark here
         figures = api.interval_metrics(start, end, output)
     run = runmetrics.RunFigures(
         start=start,
@@ -134,7 +131,7 @@ def metrics(
         revenue=float(figures["revenue"]),
         replay_seconds=replay_seconds,
     )
-    path = runmetrics.record_success(settings.metrics_path(), run)
+    path = runmetrics.record_success(settings.metrics_path(StackSettings().state_dir), run)
     log.info(
         "interval metrics start=%s end=%s records=%d customers=%d towers=%d revenue=%.2f file=%s",
         start.isoformat(),
@@ -157,4 +154,4 @@ def metrics(
 def task_failed(task_id: str, settings: AirflowSettings | None = None) -> Path:
     """Count a task that failed after its retries (the DAG's failure callback)."""
     settings = settings or AirflowSettings()
-    return runmetrics.record_failure(settings.metrics_path(), task_id)
+    return runmetrics.record_failure(settings.metrics_path(StackSettings().state_dir), task_id)

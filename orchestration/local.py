@@ -1,6 +1,6 @@
 """A local Airflow 3 for the replay DAG: api-server, scheduler and dag-processor.
 
-Everything lives under ``KAPPA_AIRFLOW_HOME`` (default ``.kappa/airflow``): the
+Everything lives under ``KAPPA_AIRFLOW_HOME`` (default ``<KAPPA_STATE_DIR>/airflow``): the
 generated ``airflow.cfg`` (its secrets), the SQLite metadata database, logs, pid
 files, the simple auth manager's generated passwords and the run metrics. The
 DAGs folder is this project's ``orchestration/dags``. Processes are started in
@@ -17,7 +17,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from kappa.settings import AirflowSettings, StackSettings
 from kappa.stack.net import http_get, port_in_use
 from kappa.stack.process import ServiceSpec, Supervisor, alive
 from orchestration.exceptions import AirflowNotInstalledError, AirflowStartError, NotOnScheduleError
+from orchestration.intervals import INTERVAL, floor_interval, on_schedule
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,8 @@ _ARGS = {
 }
 EXPORTER = "metrics-exporter"
 DAG_ID = "kappa_replay"
-INTERVAL = timedelta(hours=6)
 USER = "admin"
+__all__ = ["INTERVAL", "LocalAirflow", "floor_interval", "on_schedule"]
 
 
 def project_root() -> Path:
@@ -59,7 +60,7 @@ class LocalAirflow:
 
     @property
     def home(self) -> Path:
-        return self.settings.home.resolve()
+        return self.settings.home_path(self.stack.state_dir).resolve()
 
     @property
     def url(self) -> str:
@@ -76,7 +77,11 @@ class LocalAirflow:
         return _Supervisor(self.home, {"api-server": title})
 
     def start_date(self) -> datetime:
-        """The DAG's start: the setting, else pinned (in the home) at the first ``up``."""
+        """The DAG's start: the setting, else pinned (in the home) at the first ``up``.
+
+        Pinned, it is the start of the interval under way: the first scheduled run
+        replays that interval once it has closed; older ones are a backfill.
+        """
         if self.settings.start_date is not None:
             return self.settings.start_date.astimezone(UTC)
         pinned = self.home / "start_date"
@@ -115,7 +120,9 @@ class LocalAirflow:
                 "KAPPA_STATE_DIR": str(self.stack.state_dir.resolve()),
                 "KAPPA_AIRFLOW_HOME": str(self.home),
                 "KAPPA_AIRFLOW_START_DATE": self.start_date().isoformat(),
-                "KAPPA_AIRFLOW_METRICS_DIR": str(self.settings.metrics_path().resolve()),
+                "KAPPA_AIRFLOW_METRICS_DIR": str(
+                    self.settings.metrics_path(self.stack.state_dir).resolve()
+                ),
             }
         )
         if self.settings.spark_master:
@@ -163,15 +170,6 @@ class _Supervisor(Supervisor):
             return pid
         path.unlink(missing_ok=True)
         return None
-
-
-def floor_interval(t: datetime) -> datetime:
-    t = t.astimezone(UTC)
-    return t.replace(hour=t.hour - t.hour % 6, minute=0, second=0, microsecond=0)
-
-
-def on_schedule(t: datetime) -> bool:
-    return floor_interval(t) == t.astimezone(UTC)
 
 
 def airflow_bin() -> Path:

@@ -28,7 +28,8 @@ def _local(port: int | None = None) -> LocalAirflow:
 def airflow() -> None:
     """A local Airflow 3 (LocalExecutor, SQLite) with the project's DAGs.
 
-    Its home, metadata and logs are under KAPPA_AIRFLOW_HOME (default .kappa/airflow).
+    Its home, metadata and logs are under KAPPA_AIRFLOW_HOME (default
+    <KAPPA_STATE_DIR>/airflow, i.e. .kappa/airflow).
     """
 
 
@@ -175,7 +176,7 @@ def metrics_exporter(port: int | None, directory: Path | None, tag: str | None) 
     """Serve the replay DAG's run metrics (the *.prom files of its runs) to Prometheus."""
     del tag
     settings = AirflowSettings()
-    folder = (directory or settings.metrics_path()).resolve()
+    folder = (directory or settings.metrics_path(StackSettings().state_dir)).resolve()
     port = port if port is not None else settings.metrics_port
     registry = CollectorRegistry(auto_describe=False)
     registry.register(TextfileCollector(folder))

@@ -36,7 +36,8 @@ def test_schedule_retries_and_concurrency(kappa_dag: Any) -> None:
     assert isinstance(kappa_dag.timetable, CronDataIntervalTimetable)
     assert kappa_dag.timetable.summary == "0 */6 * * *"
     assert kappa_dag.max_active_runs == 1
-    assert kappa_dag.catchup is True
+    # No KAPPA_AIRFLOW_START_DATE in the tests' environment: no catchup from a default start.
+    assert kappa_dag.catchup is False
     assert kappa_dag.start_date.tzinfo is not None
     assert kappa_dag.start_date.utcoffset() == timedelta(0)
     for task in kappa_dag.tasks:
@@ -44,7 +45,9 @@ def test_schedule_retries_and_concurrency(kappa_dag: Any) -> None:
         assert task.retry_delay == timedelta(minutes=5), task.task_id
     sensor = kappa_dag.get_task("wait_closed")
     assert sensor.mode == "reschedule"
-    assert "output" in kappa_dag.params
+    assert {"from", "output"} <= set(kappa_dag.params)
+    for name in ("from", "output"):  # what the UI's trigger form shows
+        assert kappa_dag.params.get_param(name).description, name
 
 
 def test_each_run_gets_its_own_six_hour_interval(kappa_dag: Any) -> None:

@@ -50,6 +50,15 @@ def test_environment_points_airflow_at_the_home_and_the_dags(tmp_path: Path) -> 
     assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"].startswith(str(home))
 
 
+def test_the_home_follows_the_state_folder(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    at = LocalAirflow(AirflowSettings(), StackSettings(state_dir=state))  # type: ignore[call-arg]
+    assert at.home == (state / "airflow").resolve()
+    env = at.env(base={})
+    assert env["AIRFLOW_HOME"] == str((state / "airflow").resolve())
+    assert env["KAPPA_AIRFLOW_METRICS_DIR"] == str((state / "airflow" / "metrics").resolve())
+
+
 def test_start_date_is_pinned_at_the_first_start(tmp_path: Path) -> None:
     first = local(tmp_path).start_date()
     assert on_schedule(first)
