@@ -10,9 +10,8 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from replay import job, runner, verify
+from replay import job, published, runner, verify
 from replay.exceptions import ReplayVerificationError
-from replay.fs import HadoopFs, join
 from replay.plan import iso, range_id
 
 log = logging.getLogger(__name__)
@@ -28,23 +27,19 @@ def verify_interval(start: datetime, end: datetime, output: str | None = None) -
     """Check the published replay of ``[start, end)``: ``_SUCCESS`` is there, and the manifest's
     record count equals the log's count of valid records in the range (and cdr/'s row count).
 
-    Raises ``ReplayVerificationError`` otherwise.
+    Raises ``ReplayVerificationError`` otherwise. A local output is read without
+    Spark (plain files, Parquet footers); an ``hdfs://`` one through a Spark session.
     """
     s = runner.Settings.load()
-    root = s.output_root(output)
-    spark = runner.spark_session(s)
-    fs = HadoopFs(spark, root)
-    folder = join(fs.root, range_id(start, end))
-    manifest: dict[str, Any] | None = None
-    parquet_rows: int | None = None
-    if fs.exists(join(folder, job.MANIFEST)):
-        manifest = job.read_manifest(spark, root, range_id(start, end))
-    if fs.exists(join(folder, job.CDR_DIR)):
-        parquet_rows = spark.read.parquet(join(folder, job.CDR_DIR)).count()
-    success = fs.exists(join(folder, job.SUCCESS))
+    pub = published.open_range(
+        s.output_root(output), range_id(start, end), lambda: runner.spark_session(s)
+    )
+    manifest = published.read_manifest(pub, job.MANIFEST)
+    parquet_rows = pub.parquet_rows(job.CDR_DIR) if pub.exists(job.CDR_DIR) else None
+    success = pub.exists(job.SUCCESS)
     if manifest is None and not success:
         msg = (
-            f"there is no replay of [{iso(start)}, {iso(end)}) at {folder} "
+            f"there is no replay of [{iso(start)}, {iso(end)}) at {pub.url} "
             "(no manifest.json, no _SUCCESS)"
         )
         raise ReplayVerificationError(msg)
@@ -70,15 +65,15 @@ def verify_interval(start: datetime, end: datetime, output: str | None = None) -
 
 def interval_metrics(start: datetime, end: datetime, output: str | None = None) -> dict[str, Any]:
     """Records, customers (distinct callers), towers and revenue of a replayed interval,
-    from its manifest; also set as the Prometheus gauges of the last interval."""
+    from its manifest (read without Spark unless the output is on HDFS); also set as the
+    Prometheus gauges of the last interval."""
     s = runner.Settings.load()
     root = s.output_root(output)
-    spark = runner.spark_session(s)
-    try:
-        manifest = job.read_manifest(spark, root, range_id(start, end))
-    except FileNotFoundError as exc:
+    pub = published.open_range(root, range_id(start, end), lambda: runner.spark_session(s))
+    manifest = published.read_manifest(pub, job.MANIFEST)
+    if manifest is None:
         msg = f"there is no replay of [{iso(start)}, {iso(end)}) under {root}"
-        raise ReplayVerificationError(msg) from exc
+        raise ReplayVerificationError(msg)
     summary = manifest["summary"]
     runner.record_interval(summary)
     out = {
