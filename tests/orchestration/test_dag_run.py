@@ -295,3 +295,28 @@ def test_a_manifest_that_disagrees_with_the_log_fails_the_run(
     assert tasks["metrics"] == "upstream_failed"
     after = runmetrics.read_samples(scenario.metrics_dir)
     assert after[P + 'task_failures_total{task="verify"}'] == failures_before + 1
+
+
+def test_a_run_without_logical_date_replays_the_interval_its_from_param_names(
+    kappa_dag: Any, backfill: Backfill, scenario: Scenario
+) -> None:
+    """As `airflow dags trigger kappa_replay --conf '{"from": ...}'` makes it: no data interval."""
+    start, end = INTERVALS[0]
+    conf = {"from": start.isoformat().replace("+00:00", "Z"), "output": str(backfill.output)}
+    # The replay's output is there already; verify and metrics read it for the named interval.
+    dr = kappa_dag.test(logical_date=None, run_conf=conf, mark_success_pattern="replay")
+    assert dr.logical_date is None
+    assert dr.data_interval_start is None
+    tasks = {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
+    assert str(dr.state) == "success", tasks
+    got = runmetrics.read_samples(scenario.metrics_dir)
+    assert got[P + "interval_start_timestamp_seconds"] == start.timestamp()
+    assert got[P + "interval_end_timestamp_seconds"] == end.timestamp()
+    assert got[P + "records"] == scenario.expected(start, end)["records"]
+
+
+def test_a_from_param_off_the_schedule_fails_the_run_without_retrying(kappa_dag: Any) -> None:
+    dr = kappa_dag.test(logical_date=None, run_conf={"from": "2026-03-02T01:00:00Z"})
+    tasks = {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
+    assert str(dr.state) == "failed"
+    assert tasks["wait_closed"] == "failed", tasks  # not up_for_retry

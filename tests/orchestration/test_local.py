@@ -52,7 +52,8 @@ def test_environment_points_airflow_at_the_home_and_the_dags(tmp_path: Path) -> 
 
 def test_the_home_follows_the_state_folder(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    at = LocalAirflow(AirflowSettings(), StackSettings(state_dir=state))  # type: ignore[call-arg]
+    settings = AirflowSettings(home=None, metrics_dir=None)  # whatever the environment says
+    at = LocalAirflow(settings, StackSettings(state_dir=state))  # type: ignore[call-arg]
     assert at.home == (state / "airflow").resolve()
     env = at.env(base={})
     assert env["AIRFLOW_HOME"] == str((state / "airflow").resolve())
