@@ -23,10 +23,10 @@ Kafka topics are compacted by window and key.
 
 Spark behaviours this module works with (pinned by ``tests/streams/aggregate``):
 
-- Spark's ``availableNow`` trigger stops once the offsets are drained, before the
-  no-data batch that emits the windows the last watermark closed, so
-  ``run(until_idle=True)`` uses a short processing-time trigger and stops once the
-  newest batch is committed and nothing moves (``drain``);
+- ``run(until_idle=True)`` (``kappa aggregate --available-now``) is Spark's own
+  ``availableNow`` trigger: it reads what the topic holds at the start, in as many
+  batches as the read limit asks for, then runs the no-data batch that emits the
+  windows the last watermark closed, and stops;
 - Spark 4.1.1's Kafka source fails the progress report of a batch re-run after a
   restart (its output and commit are already written); ``recoverable`` restarts once.
 - a restarted query runs the no-data batch that closes the windows of its last
@@ -496,26 +496,6 @@ def start(
     return AggregateQuery(query, sink, capture, paths, restart=launch)
 
 
-IDLE_TRIGGER = "1 second"
-IDLE_STABLE_S = 3.0
-
-
-def drain(handle: AggregateQuery, stop: threading.Event | None = None) -> None:
-    """Return once the query has nothing left: all offsets read, the newest batch (the
-    no-data batch that closes windows, if any) committed and captured, stable a while."""
-    while stop is None or not stop.is_set():
-        handle.process_all_available()
-        newest = handle.capture_committed()
-        waited = 0.0
-        while waited < IDLE_STABLE_S:
-            time.sleep(0.25)
-            waited += 0.25
-            if handle.query.status["isTriggerActive"] or handle.capture_committed() != newest:
-                break
-        else:
-            return
-
-
 def run(
     spark: SparkSession,
     settings: AggregateSettings,
@@ -530,9 +510,9 @@ def run(
     stop: threading.Event | None = None,
     decoders: Decoders | None = None,
 ) -> list[BatchCounts]:
-    """Run until stopped, or with ``until_idle`` until the topic is drained and every
-    window the watermark has closed is written (Spark's ``availableNow`` trigger
-    would stop before the no-data batch that emits them).
+    """Run until stopped, or with ``until_idle`` (Spark's ``availableNow`` trigger)
+    until what the topic held at the start is read and every window the watermark
+    then closed is written.
 
     A batch that met a schema id registered after the start fails before its
     commit; the versions are fetched again and the query restarts from its
@@ -553,13 +533,11 @@ def run(
                     topics=topics,
                     stack=stack,
                     output=output,
-                    trigger=IDLE_TRIGGER if until_idle else trigger,
+                    trigger=trigger,
+                    available_now=until_idle,
                     decoders=decoders,
                 )
             try:
-                if until_idle:
-                    drain(handle, stop)
-                    handle.stop()
                 while not handle.query.awaitTermination(1):
                     handle.capture_committed()
                     if stop is not None and stop.is_set():
