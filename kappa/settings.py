@@ -216,7 +216,13 @@ class ValidatorSettings(BaseSettings):
         24 * 3600.0, gt=0, description="seconds (of event time) a call_id is remembered for dedup"
     )
     future_tolerance_s: float = Field(
-        900.0, ge=0, description="how far event_time may be ahead of the judging time, in seconds"
+        900.0,
+        ge=0,
+        le=3600,
+        description=(
+            "how far event_time may be ahead of the judging time, in seconds (at most an "
+            "hour: brokers refuse message timestamps further ahead)"
+        ),
     )
     suite_version: str = Field(
         "1", description="version of the expectation suite, carried by dead letters"

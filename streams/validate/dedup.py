@@ -1,24 +1,34 @@
-"""``call_id`` uniqueness across micro-batches and restarts, within a horizon.
+"""``call_id`` uniqueness across micro-batches, restarts and raw partitions, within a horizon.
 
-State: per source partition of ``cdr.raw``, a dict ``call_id -> message timestamp``
-of the call_ids *accepted* into ``cdr.valid`` (a rejected record does not take
-its call_id). Keys are the call_id and every producer partitions by key, so a
-duplicate lands on the partition of its first copy: the state is
-partition-local and follows partition assignment.
+State: one dict ``call_id -> event time`` of the call_ids *accepted* into
+``cdr.valid`` (a rejected record does not take its call_id), shared by every raw
+partition the instance reads (``SHARD``): a producer may key its records by
+anything, so two copies of a call_id may sit on different raw partitions. The
+API keeps a shard number so that the state can be split again (per partition of
+a repartition topic keyed by call_id) without changing its callers.
 
-The horizon is counted in event time (message timestamps are event times): a
-partition's clock is the largest timestamp it has seen, and call_ids older
-than that clock minus the horizon are forgotten. Simulated clocks in the past
+The horizon is counted in event time (``cdr.valid``'s message timestamps are
+event times): the clock is the largest event time seen, and call_ids older than
+that clock minus the horizon are forgotten. Simulated clocks in the past
 therefore dedup exactly like live ones.
 
 Rebuild (at start-up and on every partition assignment, after
 ``init_transactions`` has aborted whatever a crashed predecessor left open):
 ``cdr.valid`` is read with ``isolation.level=read_committed`` from, per
 partition, ``offsets_for_times(last timestamp - horizon)`` to its end, keys and
-headers only (no Avro decoding); each record's ``kappa.src.partition`` header
-says which raw partition it belongs to. Because ``cdr.valid`` holds exactly the
-committed batches, the rebuilt state is the state after the last committed
-batch. Cost: one sequential read of a horizon's worth of ``cdr.valid``
+headers only (no Avro decoding): the key is the call_id, the timestamp its
+event time, and the ``kappa.src`` header says the record came from the raw
+topic. Because ``cdr.valid`` holds exactly the committed batches, the rebuilt
+state is the state after the last committed batch. Records written before keys
+became call_ids carry the raw key; a foreign producer's non-call_id keys of that
+time are not known to the state.
+
+Scope: one validator instance sees every raw partition's call_ids. Several
+instances in one consumer group each see their own partitions' records, so two
+copies of a call_id on partitions owned by different instances can both pass;
+that needs a repartition by call_id (Kafka Streams' way), not built yet.
+
+Cost of a rebuild: one sequential read of a horizon's worth of ``cdr.valid``
 (24 h at 10 CDR/s is 864k records, a few seconds and ~100 MB of dict; at
 50k CDR/s a 24 h horizon would need billions of keys, so shorten the horizon
 or move the state to a compacted changelog topic / RocksDB at that scale).
@@ -36,6 +46,9 @@ from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 from streams.validate import headers as hdr
 
 log = logging.getLogger(__name__)
+
+SHARD = 0
+"""The state's one shard: call_ids are unique across all raw partitions."""
 
 
 class PartitionState:
@@ -65,7 +78,7 @@ class PartitionState:
 
 
 class DedupState:
-    """Accepted call_ids per raw partition, within ``horizon_ms`` of event time."""
+    """Accepted call_ids per shard (``SHARD``), within ``horizon_ms`` of event time."""
 
     def __init__(self, horizon_ms: int) -> None:
         self.horizon_ms = horizon_ms
@@ -114,15 +127,16 @@ def rebuild(
     raw_partitions: Iterable[int],
     timeout_s: float = 120.0,
 ) -> int:
-    """Refill ``state`` for ``raw_partitions`` from the tail of ``valid_topic``.
+    """Refill ``state`` from the tail of ``valid_topic`` (every record that came from
+    ``raw_topic``; nothing when ``raw_partitions`` is empty).
 
     ``make_consumer()`` returns a fresh read_committed consumer (no group commits).
     Returns the number of records read.
     """
-    wanted = set(raw_partitions)
-    state.drop(wanted)
-    if not wanted:
+    parts = sorted(set(raw_partitions))
+    if not parts:
         return 0
+    state.drop(state.partitions())
     started = time.monotonic()
     consumer: Consumer = make_consumer()
     read = 0
@@ -160,8 +174,8 @@ def rebuild(
                 p = msg.partition()
                 src = hdr.source_of(msg.headers())
                 key = msg.key()
-                if src is not None and src[0] == raw_topic and src[1] in wanted and key:
-                    state.add(src[1], key.decode("utf-8", "replace"), msg.timestamp()[1])
+                if src is not None and src[0] == raw_topic and key:
+                    state.add(SHARD, key.decode("utf-8", "replace"), msg.timestamp()[1])
                 read += 1
                 if p in ends and msg.offset() + 1 >= ends[p]:
                     ends.pop(p)
@@ -177,8 +191,8 @@ def rebuild(
         consumer.close()
     state.evict()
     log.info(
-        "dedup rebuilt partitions=%s read=%d keys=%d seconds=%.2f",
-        sorted(wanted),
+        "dedup rebuilt raw_partitions=%s read=%d keys=%d seconds=%.2f",
+        parts,
         read,
         len(state),
         time.monotonic() - started,

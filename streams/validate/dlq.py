@@ -28,7 +28,7 @@ from kappa import clients
 from kappa.settings import KafkaSettings, RegistrySettings, TopicSettings, ValidatorSettings
 from schemas.wire import Decoded, WireDecoder
 from streams.validate import headers as hdr
-from streams.validate.dedup import DedupState
+from streams.validate.dedup import SHARD, DedupState
 from streams.validate.exceptions import ValidatorError
 from streams.validate.job import produce_all, suite_config, transactional_producer
 from streams.validate.outputs import Outputs
@@ -245,7 +245,7 @@ def _valid_sources(
             out.add((src[1], src[2]))
             key = msg.key()
             if key:
-                dedup.add(src[1], key.decode("utf-8", "replace"), msg.timestamp()[1])
+                dedup.add(SHARD, key.decode("utf-8", "replace"), msg.timestamp()[1])
     finally:
         consumer.close()
     return out

@@ -234,7 +234,6 @@ class _Job:
         self._settle_in_callback(consumer)
         parts = [tp.partition for tp in partitions]
         log.info("revoked topic=%s partitions=%s", self.topics.raw, parts)
-        self.dedup.drop(parts)
         for p in parts:
             self.eof.pop(p, None)
 

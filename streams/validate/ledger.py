@@ -1,10 +1,11 @@
 """``kappa ledger``: every raw offset of a range ends in exactly one of cdr.valid or cdr.dlq.
 
 How: read the raw range (by time through ``offsets_for_times``, or an explicit
-partition and offsets), noting its offsets and its smallest message timestamp.
-Copies keep the raw timestamp, so every copy of a raw record in the range sits
-at or after ``offsets_for_times(smallest timestamp)`` in cdr.valid and cdr.dlq:
-both are read from there to their end (read_committed), keys and headers only
+partition and offsets), noting its offsets, its smallest message timestamp and its
+smallest event time (records decoded). A dead letter keeps the raw timestamp and
+a valid copy carries its event time as timestamp, so every copy of a raw record in
+the range sits at or after ``offsets_for_times`` of the smaller of the two in
+cdr.valid and cdr.dlq: both are read from there to their end (read_committed), keys and headers only
 (``kappa.src`` names the raw coordinates); dead letters in range are decoded for
 their rules. An offset found in neither is *missing*, one found in both (or
 twice in one) is *doubled*. A dead letter redriven into cdr.valid
@@ -93,6 +94,7 @@ def ledger(
         report = LedgerReport(topics.raw, ranges)
         offsets: dict[int, set[int]] = {p: set() for p in ranges}
         min_ts: int | None = None
+        decoder = WireDecoder(clients.registry(registry), millis=True)
         for msg in read_range(
             consumer,
             topics.raw,
@@ -104,6 +106,11 @@ def ledger(
             assert o is not None
             offsets[p].add(o)
             ts = msg.timestamp()[1]
+            got = decoder.decode(msg.value())
+            if isinstance(got, Decoded):
+                when = got.record.get("event_time")
+                if type(when) is int and when >= 0:
+                    ts = min(ts, when)
             min_ts = ts if min_ts is None else min(min_ts, ts)
         report.raw = sum(len(s) for s in offsets.values())
         if min_ts is None:
@@ -111,7 +118,6 @@ def ledger(
         valid_seen: Counter[tuple[int, int]] = Counter()
         redriven: Counter[tuple[int, int]] = Counter()
         dead_seen: Counter[tuple[int, int]] = Counter()
-        decoder = WireDecoder(clients.registry(registry))
         for topic, is_dlq in ((topics.valid, False), (topics.dlq, True)):
             parts = partitions_of(consumer, topic)
             starts = offsets_at(consumer, topic, parts, min_ts)

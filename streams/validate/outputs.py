@@ -2,8 +2,12 @@
 
 Valid records are re-encoded as strict ``Cdr`` with the id registered for
 ``<valid topic>-value``; dead letters as ``DeadLetter`` under ``<dlq>-value``.
-Both keep the raw key and the raw message timestamp (the event time) and carry
-the raw coordinates in a ``kappa.src`` header.
+Both carry the raw coordinates in a ``kappa.src`` header. The contract of
+``cdr.valid``, whatever the producer of ``cdr.raw`` did: key = the ``call_id``
+(UTF-8; the producer's partitioner, murmur2 like Kafka's Java client, puts every
+copy of a call_id on one partition), message timestamp = ``event_time`` (the
+replay plans its offsets from it; the rules keep it within what a broker
+accepts). A dead letter keeps the raw key and the raw message timestamp.
 
 A valid record written with CdrRaw itself, whose value spans the decoder kept,
 is not re-encoded: CdrRaw and Cdr list the same fields in the same order, and a
@@ -95,7 +99,8 @@ class Outputs:
         headers = [(hdr.SOURCE, hdr.coords(src.topic, src.partition, src.offset))]
         if extra:
             headers += extra
-        return self.valid_value(v), src.key, src.timestamp_ms or 0, headers
+        cdr = v.cdr
+        return self.valid_value(v), cdr["call_id"].encode(), int(cdr["event_time"]), headers
 
     def dead(self, d: Dead, suite_version: str, judged_at_ms: int) -> Message:
         src = d.source

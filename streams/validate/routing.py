@@ -2,7 +2,8 @@
 
 ``validate(batch, ...) -> Routed`` decodes each raw record, runs the GX suite on
 the decodable ones as one pandas DataFrame, checks call_id uniqueness against
-the dedup state (and earlier records of the same batch), and returns, in input
+the dedup state (and earlier records of the same batch, whatever raw partition
+they came from; copies are compared by event time), and returns, in input
 order, either a strict ``Cdr`` dict (valid) or every failed rule with its column
 and observed value (dead letter). Nothing is written anywhere; the job does that.
 
@@ -28,6 +29,7 @@ import pandas as pd
 
 from schemas import SchemaName, load_schema, rules
 from schemas.wire import Decoded, Undecodable, signature
+from streams.validate.dedup import SHARD
 from streams.validate.suite import FRAME_COLUMNS, CdrSuite, Failure
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -85,7 +87,7 @@ class Routed:
     valid: list[Valid] = field(default_factory=list)
     dead: list[Dead] = field(default_factory=list)
     accepted: list[tuple[int, str, int]] = field(default_factory=list)
-    """(partition, call_id, timestamp) taken by this batch: added to the dedup
+    """(shard, call_id, event time) taken by this batch: added to the dedup
     state only once the batch's transaction commits."""
     gx_seconds: float = 0.0
     decode_seconds: float = 0.0
@@ -236,7 +238,7 @@ def validate(
     routed.gx_seconds = t2 - t1
 
     dedup_on = suite.config.enabled(rules.DUPLICATE_CALL_ID.name)
-    taken: set[tuple[int, str]] = set()
+    taken: set[str] = set()
     add_valid, add_dead, add_accepted = (
         routed.valid.append,
         routed.dead.append,
@@ -257,20 +259,16 @@ def validate(
                     continue  # already a schema failure
                 failures.append(Failure(rule, column, observed_text(_observed(row, column))))
         call_id = row.get("call_id")
-        ts = raw.timestamp_ms
-        if (
-            dedup_on
-            and isinstance(call_id, str)
-            and ((raw.partition, call_id) in taken or seen(raw.partition, call_id, ts))
-        ):
+        ts = row.get("event_time")
+        if dedup_on and isinstance(call_id, str) and (call_id in taken or seen(SHARD, call_id, ts)):
             failures = failures or []
             failures.append(Failure(rules.DUPLICATE_CALL_ID.name, "call_id", call_id))
         if failures:
             add_dead(Dead(raw, tuple(failures), call_id if isinstance(call_id, str) else None, sid))
             continue
         assert isinstance(call_id, str)
-        taken.add((raw.partition, call_id))
-        add_accepted((raw.partition, call_id, ts if ts is not None else row["event_time"]))
+        taken.add(call_id)
+        add_accepted((SHARD, call_id, row["event_time"]))
         # A CdrRaw row holds exactly the Cdr's fields: it becomes the Cdr as it is.
         cdr = row if exact else {c: row[c] for c in FRAME_COLUMNS}
         if cdr["data_volume_kb"] is None:

@@ -48,10 +48,14 @@ DISABLEABLE: frozenset[str] = frozenset(
         rules.DATA_VOLUME.name,
     }
 )
+# Not switchable either: call_id_format (cdr.valid's key is the call_id),
+# tower_id_format, event_time_past (cdr.valid's message timestamp is the event time).
 MAX_EVENT_TIME_PARAM = "max_event_time_ms"
 # The contract's pattern, anchored with \Z: pandas matches with Python's re, whose "$"
 # also matches before a trailing newline ("+94712345678\n" would pass).
 PHONE_REGEX = rules.PHONE_PATTERN.removesuffix("$") + r"\Z"
+CALL_ID_REGEX = rules.CALL_ID_PATTERN.removesuffix("$") + r"\Z"
+TOWER_ID_REGEX = rules.TOWER_ID_PATTERN.removesuffix("$") + r"\Z"
 # Every failing row's index, and nothing GX would build only for people to read: no
 # partial value counts, no unexpected rows, no index query string.
 _RESULT_FORMAT: dict[str, Any] = {
@@ -118,9 +122,16 @@ def expectations(config: SuiteConfig) -> list[Any]:
             column="call_type", value_set=list(rules.CALL_TYPES), meta=tag(rules.CALL_TYPE_DOMAIN)
         )
     )
+    match = expect_column_values_to_match_regex_per_value()
+    out += [
+        match(column="call_id", regex=CALL_ID_REGEX, meta=tag(rules.CALL_ID_FORMAT)),
+        match(column="tower_id", regex=TOWER_ID_REGEX, meta=tag(rules.TOWER_ID_FORMAT)),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="event_time", min_value=rules.EVENT_TIME_MIN_MS, meta=tag(rules.EVENT_TIME_PAST)
+        ),
+    ]
     on = config.enabled
     if on(rules.PHONE_FORMAT.name):
-        match = expect_column_values_to_match_regex_per_value()
         out += [
             match(column=c, regex=PHONE_REGEX, meta=tag(rules.PHONE_FORMAT))
             for c in ("caller_num", "callee_num")
@@ -169,6 +180,7 @@ def expectations(config: SuiteConfig) -> list[Any]:
             gxe.ExpectColumnValuesToBeBetween(
                 column="data_volume_kb",
                 min_value=0,
+                max_value=rules.DATA_VOLUME_MAX_KB,
                 row_condition=Column("call_type") == "DATA",
                 meta=tag(rules.DATA_VOLUME),
             )

@@ -1,0 +1,76 @@
+"""The contract of cdr.valid against the real broker and registry, whatever the producer:
+key = call_id, message timestamp = event time, a call_id once across raw partitions."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from kappa import clients
+from kappa.settings import TopicSettings, ValidatorSettings
+from schemas.wire import Decoded, WireDecoder
+from streams.validate.job import run
+from streams.validate.ledger import ledger
+from tests.fixtures.validate import raw_encoder, read_all, valid_record
+
+pytestmark = pytest.mark.integration
+
+
+def test_foreign_keys_and_copies_on_every_partition_end_as_one_record_keyed_by_call_id(
+    stack: Any, validator_topics: TopicSettings, validator_settings: ValidatorSettings
+) -> None:
+    topics = validator_topics
+    enc = raw_encoder(stack, topics)
+    now = time.time_ns() // 1_000_000
+    # A foreign producer: keys are not call_ids, each copy on another partition,
+    # message timestamps are its wall clock, event times are an hour earlier.
+    records = [valid_record(event_time=now - 3_600_000 - i) for i in range(30)]
+    producer = clients.producer(stack.kafka)
+    for i, rec in enumerate(records):
+        for p in range(3):
+            key = f"switch-{p}-{uuid.uuid4().hex[:6]}".encode() if i % 2 else None
+            producer.produce(topics.raw, enc.encode(rec), key, partition=(i + p) % 3)
+    assert producer.flush(30) == 0
+
+    stats = run(stack.kafka, stack.registry, topics, validator_settings, until_caught_up=True)
+    assert stats.records_in == 3 * len(records)
+    assert stats.valid == len(records)
+    assert stats.by_rule == Counter({"duplicate_call_id": 2 * len(records)})
+
+    valid = read_all(stack.kafka, topics.valid)
+    decoder = WireDecoder(clients.registry(stack.registry), millis=True)
+    by_id = {r["call_id"]: r for r in records}
+    seen: Counter[str] = Counter()
+    for m in valid:
+        got = decoder.decode(m.value())
+        assert isinstance(got, Decoded)
+        call_id = got.record["call_id"]
+        seen[call_id] += 1
+        assert m.key() == call_id.encode()
+        assert m.timestamp()[1] == got.record["event_time"] == by_id[call_id]["event_time"]
+    assert seen == Counter(dict.fromkeys(by_id, 1))
+
+    # A restarted validator knows the taken call_ids from cdr.valid (keys), whatever
+    # partition their next copy comes on.
+    again = [dict(records[0]), dict(records[1])]
+    for p, rec in enumerate(again):
+        producer.produce(topics.raw, enc.encode(rec), b"other", partition=p + 1)
+    assert producer.flush(30) == 0
+    stats = run(stack.kafka, stack.registry, topics, validator_settings, until_caught_up=True)
+    assert stats.records_in == 2
+    assert stats.by_rule == Counter({"duplicate_call_id": 2})
+
+    report = ledger(
+        stack.kafka,
+        stack.registry,
+        topics,
+        start=datetime(2000, 1, 1, tzinfo=UTC),
+        end=datetime(2100, 1, 1, tzinfo=UTC),
+    )
+    assert report.balanced, report.as_dict()
+    assert report.raw == 3 * len(records) + 2
