@@ -1,6 +1,6 @@
 """The plain documented Spark query that ``bench.aggregate`` sets beside the job.
 
-    .venv/bin/python -m bench.plain_aggregate --topic T --output O --checkpoint C
+    .venv/bin/python -m bench.plain_aggregate --topic T --output O --checkpoint C [--read-only]
 
 What Spark's guide shows for windowed aggregation over Kafka, nothing more: per
 table one query, ``spark.readStream.format("kafka")`` on the topic, the project's
@@ -13,12 +13,16 @@ billing per caller and network health per tower, each reading the topic itself.
 
 The session, the read options and the state store are the job's
 (``streams.spark.session``, ``job.configure_state_store``, the settings from
-``KAPPA_AGGREGATE_*``). The trigger is a processing time of one second; both
-queries stop once each has committed the no-data batch that emits the windows
-the last watermark closed and nothing has moved for a few seconds (Spark's
-``availableNow`` would stop before that batch; ``job.drain`` does the same).
-Prints one JSON line with what the queries reported; the Parquet files are the
-figures (``bench.aggregate`` reads their times and rows).
+``KAPPA_AGGREGATE_*``). The trigger is Spark's ``availableNow``, as the job's
+``--available-now``: each query reads what the topic holds, runs the no-data batch
+that emits the windows the last watermark closed, and stops. Prints one JSON line
+with what the queries reported; the Parquet files are the figures
+(``bench.aggregate`` reads their times and rows).
+
+``--read-only`` is the floor under both: one query that reads the topic and
+decodes every value (same session, read options and decoding) into Spark's
+``noop`` sink, nothing else; its JSON line has ``query_ended`` (``time.time()``
+when the query stopped), which the bench subtracts from the process start.
 """
 
 from __future__ import annotations
@@ -39,8 +43,6 @@ from streams.aggregate.job import configure_state_store, kafka_source
 from streams.aggregate.tables import BILLING, NETWORK, Params, Table
 from streams.spark import session
 
-POLL_S = 0.25
-
 
 def start(
     spark: SparkSession,
@@ -50,7 +52,6 @@ def start(
     *,
     output: str,
     checkpoint: str,
-    trigger: str,
 ) -> StreamingQuery:
     """``table``'s windows over watermarked ``cdrs``, appended to Parquet."""
     return (
@@ -59,33 +60,9 @@ def start(
         .format("parquet")
         .outputMode("append")
         .option("checkpointLocation", f"{checkpoint}/{table.folder}")
-        .trigger(processingTime=trigger)
+        .trigger(availableNow=True)
         .start(f"{output}/{table.folder}")
     )
-
-
-def _newest_batch(query: StreamingQuery) -> int:
-    progress = query.lastProgress
-    return int(progress["batchId"]) if progress else -1
-
-
-def drain(queries: list[StreamingQuery], stable_s: float) -> None:
-    """Return once every query has read all offsets, committed its newest batch (the
-    no-data batch that closes windows) and nothing moved for ``stable_s``."""
-    while True:
-        for query in queries:
-            query.processAllAvailable()
-        newest = [_newest_batch(q) for q in queries]
-        waited = 0.0
-        while waited < stable_s:
-            time.sleep(POLL_S)
-            waited += POLL_S
-            if any(q.status["isTriggerActive"] for q in queries):
-                break
-            if [_newest_batch(q) for q in queries] != newest:
-                break
-        else:
-            return
 
 
 def summary(query: StreamingQuery) -> dict[str, Any]:
@@ -108,8 +85,9 @@ def main() -> None:
     ap.add_argument("--topic", required=True, help="the cdr.valid-like topic to read")
     ap.add_argument("--output", required=True, help="root of the Parquet tables")
     ap.add_argument("--checkpoint", required=True, help="root of the two checkpoints")
-    ap.add_argument("--trigger", default="1 second", help="processing-time trigger")
-    ap.add_argument("--stable-seconds", type=float, default=3.0, help="quiet time before stopping")
+    ap.add_argument(
+        "--read-only", action="store_true", help="only read and decode the topic (the floor)"
+    )
     args = ap.parse_args()
     began = time.perf_counter()
     settings = AggregateSettings()
@@ -119,32 +97,44 @@ def main() -> None:
     params = Params.from_settings(settings)
     queries: list[StreamingQuery] = []
     try:
-        for table in (BILLING, NETWORK):
+        if args.read_only:
             framed = decode(kafka_source(spark, KafkaSettings(), args.topic, settings), decoders)
+            queries.append(
+                framed.select("decoded")
+                .writeStream.queryName("read-decode")
+                .format("noop")
+                .option("checkpointLocation", f"{args.checkpoint}/read-decode")
+                .trigger(availableNow=True)
+                .start()
+            )
+        for table in () if args.read_only else (BILLING, NETWORK):
             cdrs = (
-                framed.where(sf.col("decoded").isNotNull())
+                decode(kafka_source(spark, KafkaSettings(), args.topic, settings), decoders)
+                .where(sf.col("decoded").isNotNull())
                 .select("decoded.*")
                 .withColumn("call_type", sf.col("call_type").cast("string"))
                 .withWatermark("event_time", settings.watermark)
             )
             queries.append(
-                start(
-                    spark,
-                    table,
-                    cdrs,
-                    params,
-                    output=args.output,
-                    checkpoint=args.checkpoint,
-                    trigger=args.trigger,
-                )
+                start(spark, table, cdrs, params, output=args.output, checkpoint=args.checkpoint)
             )
-        drain(queries, args.stable_seconds)
+        for query in queries:
+            query.awaitTermination()
+        ended = time.time()
     finally:
         for query in queries:
             query.stop()
     figures = {q.name: summary(q) for q in queries}
     spark.stop()
-    print(json.dumps({"queries": figures, "seconds_inside": time.perf_counter() - began}))
+    print(
+        json.dumps(
+            {
+                "queries": figures,
+                "query_ended": ended,
+                "seconds_inside": time.perf_counter() - began,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
