@@ -183,6 +183,88 @@ def test_any_cdr_raw_ends_in_one_place_and_valid_ones_hold_the_contract(
     check_routed(raws, recs, routed, outputs, set(), NOW_MS)
 
 
+HOSTILE_STRINGS = [
+    None,
+    "",
+    " ",
+    "\t",
+    "\x00",
+    "\x7f",
+    "\n",
+    "é",
+    "\u200b",
+    "\U0001f4de",
+    "x" * 100_000,
+    "-a",
+    "a b",
+    "TOWER_001\n",
+    "+94711111111\n",
+    " +94711111111",
+    "+947" + "\u0661" * 8,  # Arabic-Indic digits
+    "+947" + "\uff11" * 8,  # fullwidth digits
+    "+9471111111",
+    "+947111111111",
+    "a" * 65,
+    "T" * 33,
+]
+HOSTILE_INTS = [None, INT32[0], -1, 0, 1, 5, 6, 7200, 7201, INT32[1]]
+HOSTILE_LONGS = [
+    None,
+    INT64[0],
+    -62_135_596_800_000,
+    -1,
+    0,
+    contract.YEAR_2000_MS - 1,
+    contract.YEAR_2000_MS,
+    NOW_MS,
+    NOW_MS + TOLERANCE_MS,
+    NOW_MS + TOLERANCE_MS + 1,
+    contract.DATA_VOLUME_MAX,
+    contract.DATA_VOLUME_MAX + 1,
+    253_402_300_799_999,
+    INT64[1],
+]
+
+
+def test_each_hostile_value_in_an_otherwise_valid_record(
+    gx_suite: CdrSuite, decoder: WireDecoder, outputs: Outputs
+) -> None:
+    """Every listed edge of every field, alone in a valid record of each call type."""
+    from tests.fixtures.validate import valid_record
+
+    enc = WireEncoder(load_schema(SchemaName.CDR_RAW), RAW_ID)
+    recs: list[dict[str, Any]] = []
+    for kind in ("VOICE", "SMS", "DATA"):
+        base = valid_record(call_type=kind, duration_sec=0 if kind == "SMS" else 60)
+        for name, kind_of in arbitrary_kinds.items():
+            values = {"str": HOSTILE_STRINGS, "int": HOSTILE_INTS, "long": HOSTILE_LONGS}[kind_of]
+            for value in values:
+                rec = dict(base, call_id=f"{kind}-{len(recs)}")
+                rec[name] = value
+                recs.append(rec)
+    raws = [RawRecord("raw", 0, i, NOW_MS, None, enc.encode(r)) for i, r in enumerate(recs)]
+    state = DedupState(24 * 3600_000)
+    routed = validate(
+        raws, decode=decoder.decode, suite=gx_suite, seen=state.seen, judged_at_ms=NOW_MS
+    )
+    check_routed(raws, recs, routed, outputs, set(), NOW_MS)
+    assert routed.valid
+    assert routed.dead
+
+
+arbitrary_kinds = {
+    "call_id": "str",
+    "caller_num": "str",
+    "callee_num": "str",
+    "call_type": "str",
+    "duration_sec": "int",
+    "event_time": "long",
+    "tower_id": "str",
+    "signal_strength": "int",
+    "data_volume_kb": "long",
+}
+
+
 @pytest.mark.integration
 @settings(
     max_examples=2,
