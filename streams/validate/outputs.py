@@ -34,6 +34,12 @@ from streams.validate import headers as hdr
 from streams.validate.routing import Dead, Valid
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+KEPT_VALUE_MAX = 900_000
+"""Bytes of an original value a dead letter keeps: a raw value near the broker's message
+limit would make its dead letter too large to write (and the batch's transaction fail
+again and again). A longer one keeps its first bytes, and a failure says so."""
+KEPT_KEY_MAX = 16_384
+"""Bytes of an original key a dead letter keeps (in its value and as its message key)."""
 
 Message = tuple[bytes, bytes | None, int, list[tuple[str, bytes]]]
 """value, key, timestamp (ms; 0: now), headers"""
@@ -104,13 +110,22 @@ class Outputs:
 
     def dead(self, d: Dead, suite_version: str, judged_at_ms: int) -> Message:
         src = d.source
+        failures = [
+            {"rule": f.rule, "column": f.column, "observed": f.observed} for f in d.failures
+        ]
+        value = src.value
+        if value is not None and len(value) > KEPT_VALUE_MAX:
+            note = f"original value truncated from {len(value)} to {KEPT_VALUE_MAX} bytes"
+            failures.append({"rule": failures[0]["rule"], "column": None, "observed": note})
+            value = value[:KEPT_VALUE_MAX]
+        key = src.key
+        if key is not None and len(key) > KEPT_KEY_MAX:
+            key = key[:KEPT_KEY_MAX]
         record: dict[str, Any] = {
-            "original_key": src.key,
-            "original_value": src.value,
-            "call_id": d.call_id,
-            "failures": [
-                {"rule": f.rule, "column": f.column, "observed": f.observed} for f in d.failures
-            ],
+            "original_key": key,
+            "original_value": value,
+            "call_id": d.call_id if d.call_id is None else d.call_id[:1000],
+            "failures": failures,
             "suite_version": suite_version,
             # Avro int: a framed id outside int32 (random bytes after a zero byte) is kept
             # only in the failure text.
@@ -127,4 +142,4 @@ class Outputs:
             (hdr.SOURCE, hdr.coords(src.topic, src.partition, src.offset)),
             (hdr.SUITE, suite_version.encode()),
         ]
-        return self.dlq_encoder.encode(record), src.key, src.timestamp_ms or 0, headers
+        return self.dlq_encoder.encode(record), key, src.timestamp_ms or 0, headers
