@@ -11,6 +11,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
+from kappa.exceptions import ServiceUnreachableError
 from kappa.settings import KafkaSettings, RegistrySettings
 
 
@@ -51,3 +52,34 @@ def admin(kafka: KafkaSettings) -> AdminClient:
 
 def registry(settings: RegistrySettings) -> SchemaRegistryClient:
     return SchemaRegistryClient(settings.client_config())
+
+
+def registry_address(client: SchemaRegistryClient) -> str:
+    """The URL(s) ``client`` talks to, for messages."""
+    urls = getattr(getattr(client, "_rest_client", None), "base_urls", None)
+    return ", ".join(urls) if urls else "the configured URL"
+
+
+def kafka_unreachable(bootstrap: str, exc: BaseException) -> ServiceUnreachableError:
+    """The error for a broker that does not answer."""
+    return ServiceUnreachableError(
+        "Kafka",
+        bootstrap,
+        _first_line(exc),
+        "start the local stack with `kappa stack up` or set KAPPA_KAFKA_BOOTSTRAP",
+    )
+
+
+def registry_unreachable(url: str, exc: BaseException) -> ServiceUnreachableError:
+    """The error for a Schema Registry that does not answer."""
+    return ServiceUnreachableError(
+        "the Schema Registry",
+        url,
+        _first_line(exc),
+        "start the local stack with `kappa stack up` or set KAPPA_SCHEMA_REGISTRY_URL",
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__

@@ -36,6 +36,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import ConfigResource
 
 from kappa import clients
+from kappa.clients import kafka_unreachable
 from kappa.settings import KafkaSettings
 from replay.exceptions import (
     RangeExpiredError,
@@ -270,8 +271,7 @@ def _partitions(consumer: Consumer, kafka: KafkaSettings, topic: str) -> list[in
     try:
         md = consumer.list_topics(topic, timeout=TIMEOUT_S)
     except KafkaException as exc:
-        msg = f"cannot reach Kafka at {kafka.bootstrap} to plan the replay: {exc.args[0]}"
-        raise TopicMissingError(msg) from exc
+        raise kafka_unreachable(kafka.bootstrap, exc) from exc
     meta = md.topics.get(topic)
     if meta is None or meta.error is not None or not meta.partitions:
         why = meta.error.str() if meta is not None and meta.error is not None else "no partitions"

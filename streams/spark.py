@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -23,10 +24,14 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from kappa.settings import AggregateSettings, StackSettings
-from streams.aggregate.exceptions import ConnectorJarsMissingError
+from streams.aggregate.exceptions import BadSettingError, ConnectorJarsMissingError
 
 log = logging.getLogger(__name__)
 
+MASTER_FORMS = re.compile(
+    r"local(\[(\*|\d+)(,\d+)?\])?|local-cluster\[\d+,\d+,\d+\]"
+    r"|spark://[^\s/:,]+:\d+(,[^\s/:,]+:\d+)*|yarn|k8s://\S+"
+)
 REQUIRED_JARS = ("spark-sql-kafka-0-10_2.13-", "spark-avro_2.13-")
 _PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,6 +85,18 @@ def stable_copies(jars: list[Path]) -> list[Path]:
     return [folder / jar.name for jar in jars]
 
 
+def check_master(master: str) -> str:
+    """``master`` if Spark can take it; a message naming the setting otherwise."""
+    if MASTER_FORMS.fullmatch(master.strip()) is None:
+        msg = (
+            f"bad Spark master {master!r} (the --master flag or a KAPPA_*_MASTER setting): "
+            "expected "
+            "local, local[N], local[*], spark://HOST:PORT[,HOST:PORT...], yarn or k8s://URL"
+        )
+        raise BadSettingError(msg)
+    return master.strip()
+
+
 def session(
     settings: AggregateSettings,
     stack: StackSettings,
@@ -99,7 +116,7 @@ def session(
     os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
     if stack.java_home is not None:
         os.environ["JAVA_HOME"] = str(stack.java_home)
-    the_master = master or settings.master
+    the_master = check_master(master or settings.master)
     conf: dict[str, str] = {
         "spark.master": the_master,
         "spark.app.name": app_name,

@@ -2,6 +2,9 @@
 
 Every setting can come from a ``KAPPA_*`` environment variable (``kappa
 settings`` lists them with their values); a flag, where there is one, wins.
+Failures end in one line, ``kappa: error: ...``, and an exit code
+(``kappa.exceptions``: 1 failed, 2 bad flag or setting, 3 a service unreachable,
+130 interrupted).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import click
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
-from kappa.exceptions import KappaError
+from kappa.exceptions import EXIT_BAD_SETTING, EXIT_INTERRUPTED, KappaError
 from kappa.logging import configure_logging
 
 EPILOG = (
@@ -75,16 +78,24 @@ def main(argv: list[str] | None = None) -> Any:
         return cli.main(args=argv, prog_name="kappa", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except ValidationError as exc:
         click.echo(f"kappa: error: invalid setting: {_describe(exc)}", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_BAD_SETTING)
     except KappaError as exc:
         click.echo(f"kappa: error: {exc}", err=True)
-        sys.exit(1)
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        from kappa.cli.errors import explain
+
+        known = explain(exc)
+        if known is None:
+            raise
+        click.echo(f"kappa: error: {known}", err=True)
+        sys.exit(known.exit_code)
 
 
 def _quiet_authlib() -> None:

@@ -35,6 +35,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as sf
 from pyspark.sql.avro.functions import from_avro
 
+from kappa.clients import registry_address, registry_unreachable
 from schemas.contract import SchemaName, schema_text, subject
 from streams.aggregate.exceptions import SourceUnavailableError, UnknownSchemaIdError
 
@@ -74,8 +75,7 @@ class Decoders:
             msg = f"registry error for {name}: {exc.error_message} (HTTP {exc.http_status_code})"
             raise SourceUnavailableError(msg) from exc
         except Exception as exc:
-            msg = f"cannot reach the schema registry for {name}: {exc}"
-            raise SourceUnavailableError(msg) from exc
+            raise registry_unreachable(registry_address(registry), exc) from exc
         log.info("decoders subject=%s ids=%s", name, sorted(writers))
         return cls(subject=name, writers=writers, reader=schema_text(reader))
 
@@ -139,7 +139,11 @@ def decode(source: DataFrame, decoders: Decoders) -> DataFrame:
     unknown = sf.raise_error(
         sf.concat(sf.lit(UNKNOWN_ID_MARKER + " "), sf.col("schema_id").cast("string"))
     )
-    decoded = branches.otherwise(unknown) if branches is not None else unknown
+    if branches is None:
+        # No version registered yet: the reader's branch, never taken, gives
+        # ``decoded`` its struct type; the first framed value fails the batch with its id.
+        branches = sf.when(sf.lit(False), from_avro(payload, decoders.reader, options))
+    decoded = branches.otherwise(unknown)
     # PERMISSIVE turns bytes that do not parse into a struct of nulls, not a null:
     # the reader's first field is required, so a null there marks such a row.
     first = json.loads(decoders.reader)["fields"][0]["name"]

@@ -1,6 +1,6 @@
 """Errors of the aggregation job."""
 
-from kappa.exceptions import KappaError
+from kappa.exceptions import EXIT_BAD_SETTING, KappaError
 
 
 class AggregateError(KappaError):
@@ -14,13 +14,15 @@ class ConnectorJarsMissingError(AggregateError):
 class BadSettingError(AggregateError):
     """A flag or setting of the aggregation job is invalid."""
 
+    exit_code = EXIT_BAD_SETTING
+
 
 class UnknownSchemaIdError(AggregateError):
     """A record's schema id is in neither the registry nor the job's decoders."""
 
 
 class SourceUnavailableError(AggregateError):
-    """The broker, the registry or the source topic cannot be reached."""
+    """The source topic or its schema subject is not usable."""
 
 
 class IncompatibleCheckpointError(AggregateError):

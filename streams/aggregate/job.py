@@ -56,6 +56,7 @@ from pyspark.sql import functions as sf
 from pyspark.sql.streaming.query import StreamingQuery
 
 from kappa import clients
+from kappa.clients import kafka_unreachable
 from kappa.settings import (
     AggregateSettings,
     KafkaSettings,
@@ -174,11 +175,7 @@ def check_source(kafka: KafkaSettings, topics: TopicSettings, timeout_s: float =
     try:
         meta = clients.admin(kafka).list_topics(timeout=timeout_s)
     except KafkaException as exc:
-        msg = (
-            f"cannot reach Kafka at {kafka.bootstrap} ({exc.args[0]}); "
-            "start the local stack with `kappa stack up` or set KAPPA_KAFKA_BOOTSTRAP"
-        )
-        raise SourceUnavailableError(msg) from exc
+        raise kafka_unreachable(kafka.bootstrap, exc) from exc
     needed = [topics.valid, *[t.topic(topics) for t in TABLES], topics.late]
     missing = [t for t in needed if t not in meta.topics]
     if missing:
@@ -436,8 +433,14 @@ def start(
 ) -> AggregateQuery:
     """Check the source, register the output schemas and start the query."""
     check_source(kafka, topics)
-    interval_ms(settings.watermark)  # a clear error for a bad interval before Spark's
+    # a clear error for a bad interval before Spark's
+    interval_ms(settings.watermark)
     interval_ms(settings.window)
+    try:
+        interval_ms(trigger or settings.trigger)
+    except BadSettingError as exc:
+        msg = f"bad trigger (--trigger / KAPPA_AGGREGATE_TRIGGER): {exc}"
+        raise BadSettingError(msg) from exc
     configure_state_store(spark, settings)
     reg = clients.registry(registry)
     decoders = decoders or Decoders.fetch(reg, topics.valid)

@@ -38,7 +38,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 def test_no_broker_is_a_clear_message(env: dict[str, str]) -> None:
     env["KAPPA_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{_closed_port()}"
     res = _kappa("aggregate", "--available-now", env=env)
-    assert res.returncode == 1
+    assert res.returncode == 3  # kappa.exceptions.EXIT_UNREACHABLE
     assert "cannot reach Kafka" in res.stderr
     assert "kappa stack up" in res.stderr
     assert "Traceback" not in res.stderr
