@@ -147,6 +147,7 @@ def session(
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    quiet_loggers(spark)
     for key in ("spark.sql.shuffle.partitions", "spark.sql.session.timeZone"):
         spark.conf.set(key, conf[key])
     log.info(
@@ -156,6 +157,22 @@ def session(
         len(jars),
     )
     return spark
+
+
+QUIET_LOGGERS = (
+    # Warns, per task, that a nullable column written to a non-nullable Avro field
+    # would fail on a null; the window rows written so have no null (a null would
+    # still fail the batch, loudly).
+    "org.apache.spark.sql.avro.AvroSerializer",
+)
+
+
+def quiet_loggers(spark: SparkSession) -> None:
+    """Raise exactly the loggers of ``QUIET_LOGGERS`` to ERROR in this JVM."""
+    jvm: Any = spark.sparkContext._jvm
+    log4j = jvm.org.apache.logging.log4j
+    for name in QUIET_LOGGERS:
+        log4j.core.config.Configurator.setLevel(name, log4j.Level.ERROR)
 
 
 def _on_loopback(master: str) -> bool:

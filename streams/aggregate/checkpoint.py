@@ -195,17 +195,37 @@ class Checkpoint:
     # -- the job's own files ---------------------------------------------------
     def captured_through(self) -> int:
         """The newest batch whose late rows were captured; -1 when none."""
-        text = self.read_text(LATE_FILE)
-        return -1 if text is None else int(json.loads(text)["batch"])
+        found = self._marker(LATE_FILE)
+        return -1 if found is None else int(found["batch"])
 
     def mark_captured(self, batch_id: int) -> None:
         self.write_text(LATE_FILE, json.dumps({"batch": batch_id}) + "\n")
 
+    def _marker(self, name: str) -> dict[str, Any] | None:
+        """The JSON object of this project's marker file ``name``; None if absent;
+        a message naming the file if it is not what this project writes."""
+        text = self.read_text(name)
+        if text is None:
+            return None
+        try:
+            found = json.loads(text)
+            if isinstance(found, dict) and (
+                name != LATE_FILE or isinstance(found.get("batch"), int)
+            ):
+                return found
+        except ValueError:
+            pass
+        msg = (
+            f"{self.location}/{name} is damaged ({text[:80]!r}); restore it from a backup, "
+            f"or rerun with `kappa aggregate {RESET_FLAG}` to move the checkpoint and the "
+            "tables it fed aside and rebuild from the topic"
+        )
+        raise IncompatibleCheckpointError(msg)
+
     def check_shape(self) -> None:
         """Mark a new checkpoint with this query's shape; refuse one of another shape."""
-        text = self.read_text(SHAPE_FILE)
-        if text is not None:
-            found = json.loads(text)
+        found = self._marker(SHAPE_FILE)
+        if found is not None:
             if found == SHAPE:
                 return
             written_by = f"shape {found.get('shape')!r}"

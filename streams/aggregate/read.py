@@ -8,11 +8,16 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as sf
 
+from streams.aggregate.sinks import ParquetTables
+
 
 def _table(spark: SparkSession, output: str, name: str) -> Any:
+    # Asked first: Spark logs a Java stack trace for a missing path before it fails.
+    if not ParquetTables(spark, output).exists(name):
+        return None
     try:
         return spark.read.parquet(f"{output.rstrip('/')}/{name}")
-    except AnalysisException:
+    except AnalysisException:  # a folder without Parquet files yet
         return None
 
 

@@ -13,7 +13,8 @@ from pyspark.sql import SparkSession
 
 from kappa.settings import AggregateSettings, StackSettings
 from streams.aggregate import job
-from streams.aggregate.checkpoint import SHAPE_FILE, Checkpoint
+from streams.aggregate.checkpoint import LATE_FILE, SHAPE_FILE, Checkpoint
+from streams.aggregate.exceptions import IncompatibleCheckpointError
 
 pytestmark = [pytest.mark.integration]
 
@@ -78,3 +79,27 @@ def test_reset_moves_the_checkpoint_and_its_tables_aside(
     assert not (out / "billing_realtime").exists()
     Checkpoint(spark, str(ckpt)).check_shape()  # a fresh checkpoint of this shape
     assert (ckpt / SHAPE_FILE).exists()
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        (SHAPE_FILE, "not json\n"),
+        (SHAPE_FILE, "[1, 2]\n"),
+        (LATE_FILE, '{"batch": "seven"}\n'),
+        (LATE_FILE, ""),
+    ],
+)
+def test_a_damaged_marker_file_is_one_error_naming_it(
+    spark: SparkSession, tmp_path: Path, name: str, text: str
+) -> None:
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / name).write_text(text)
+    checkpoint = Checkpoint(spark, str(ckpt))
+    read = checkpoint.check_shape if name == SHAPE_FILE else checkpoint.captured_through
+    with pytest.raises(IncompatibleCheckpointError) as caught:
+        read()
+    assert f"{ckpt}/{name} is damaged" in str(caught.value)
+    assert "--reset-checkpoint" in str(caught.value)
