@@ -1,32 +1,28 @@
 """``call_id`` uniqueness across micro-batches, restarts and raw partitions, within a horizon.
 
-State: one dict ``call_id -> event time`` of the call_ids *accepted* into
-``cdr.valid`` (a rejected record does not take its call_id), shared by every raw
-partition the instance reads (``SHARD``): a producer may key its records by
-anything, so two copies of a call_id may sit on different raw partitions. The
-API keeps a shard number so that the state can be split again (per partition of
-a repartition topic keyed by call_id) without changing its callers.
+State: per shard, a dict ``call_id -> event time`` of the call_ids *accepted*
+into ``cdr.valid`` (a rejected record does not take its call_id). The validator's
+shards are the partitions of its internal topic keyed by call_id
+(``repartition``): every copy of a call_id, whatever raw partition it came on,
+is judged in the one shard its call_id hashes to, which is also its partition
+of ``cdr.valid``. The state follows the internal topic's partition assignment.
+Redrive keeps every call_id in one shard (``SHARD``).
 
 The horizon is counted in event time (``cdr.valid``'s message timestamps are
-event times): the clock is the largest event time seen, and call_ids older than
-that clock minus the horizon are forgotten. Simulated clocks in the past
-therefore dedup exactly like live ones.
+event times): a shard's clock is the largest event time it has seen, and
+call_ids older than that clock minus the horizon are forgotten. Simulated
+clocks in the past therefore dedup exactly like live ones.
 
 Rebuild (at start-up and on every partition assignment, after
 ``init_transactions`` has aborted whatever a crashed predecessor left open):
-``cdr.valid`` is read with ``isolation.level=read_committed`` from, per
-partition, ``offsets_for_times(last timestamp - horizon)`` to its end, keys and
-headers only (no Avro decoding): the key is the call_id, the timestamp its
-event time, and the ``kappa.src`` header says the record came from the raw
-topic. Because ``cdr.valid`` holds exactly the committed batches, the rebuilt
-state is the state after the last committed batch. Records written before keys
-became call_ids carry the raw key; a foreign producer's non-call_id keys of that
-time are not known to the state.
-
-Scope: one validator instance sees every raw partition's call_ids. Several
-instances in one consumer group each see their own partitions' records, so two
-copies of a call_id on partitions owned by different instances can both pass;
-that needs a repartition by call_id (Kafka Streams' way), not built yet.
+``cdr.valid`` partition *p* (for shard *p*) is read with
+``isolation.level=read_committed`` from ``offsets_for_times(last timestamp -
+horizon)`` to its end, keys and headers only (no Avro decoding): the key is the
+call_id, the timestamp its event time, and the ``kappa.src`` header says the
+record came from the raw topic. Because ``cdr.valid`` holds exactly the
+committed batches, the rebuilt state is the state after the last committed
+batch. Records written before keys became call_ids carry the raw key; a foreign
+producer's non-call_id keys of that time are not known to the state.
 
 Cost of a rebuild: one sequential read of a horizon's worth of ``cdr.valid``
 (24 h at 10 CDR/s is 864k records, a few seconds and ~100 MB of dict; at
@@ -48,7 +44,7 @@ from streams.validate import headers as hdr
 log = logging.getLogger(__name__)
 
 SHARD = 0
-"""The state's one shard: call_ids are unique across all raw partitions."""
+"""The shard of a state that holds every call_id in one (redrive, the pure tests)."""
 
 
 class PartitionState:
@@ -124,19 +120,19 @@ def rebuild(
     *,
     valid_topic: str,
     raw_topic: str,
-    raw_partitions: Iterable[int],
+    shards: Iterable[int],
     timeout_s: float = 120.0,
 ) -> int:
-    """Refill ``state`` from the tail of ``valid_topic`` (every record that came from
-    ``raw_topic``; nothing when ``raw_partitions`` is empty).
+    """Refill ``state``'s ``shards`` from the tail of the same partitions of
+    ``valid_topic`` (every record that came from ``raw_topic``).
 
     ``make_consumer()`` returns a fresh read_committed consumer (no group commits).
     Returns the number of records read.
     """
-    parts = sorted(set(raw_partitions))
+    parts = sorted(set(shards))
+    state.drop(parts)
     if not parts:
         return 0
-    state.drop(state.partitions())
     started = time.monotonic()
     consumer: Consumer = make_consumer()
     read = 0
@@ -148,6 +144,8 @@ def rebuild(
         ends: dict[int, int] = {}
         starts: list[TopicPartition] = []
         for p in tmeta.partitions:
+            if p not in parts:
+                continue
             low, high = consumer.get_watermark_offsets(TopicPartition(valid_topic, p), timeout=30)
             if high <= low:
                 continue
@@ -175,7 +173,7 @@ def rebuild(
                 src = hdr.source_of(msg.headers())
                 key = msg.key()
                 if src is not None and src[0] == raw_topic and key:
-                    state.add(SHARD, key.decode("utf-8", "replace"), msg.timestamp()[1])
+                    state.add(p, key.decode("utf-8", "replace"), msg.timestamp()[1])
                 read += 1
                 if p in ends and msg.offset() + 1 >= ends[p]:
                     ends.pop(p)
@@ -191,7 +189,7 @@ def rebuild(
         consumer.close()
     state.evict()
     log.info(
-        "dedup rebuilt raw_partitions=%s read=%d keys=%d seconds=%.2f",
+        "dedup rebuilt shards=%s read=%d keys=%d seconds=%.2f",
         parts,
         read,
         len(state),

@@ -1,8 +1,11 @@
 """``kappa validate``: the transactional consume-transform-produce loop around ``routing``.
 
-Per micro-batch (at most ``batch_size`` records or ``batch_seconds`` of waiting):
-decode + GX + dedup (pure), then one Kafka transaction holding the cdr.valid
-writes, the cdr.dlq writes and the consumer offsets
+One consumer reads ``cdr.raw`` and the internal topic keyed by call_id
+(``repartition``) in one group. Per micro-batch (at most ``batch_size`` records
+or ``batch_seconds`` of waiting): raw records are forwarded to the internal
+topic under their call_id, internal ones are judged (decode + GX + dedup, pure),
+then one Kafka transaction holds the forwarded records, the cdr.valid writes,
+the cdr.dlq writes and the consumer offsets of both topics
 (``send_offsets_to_transaction``). Exactly once: a crash before the commit
 leaves nothing visible to read_committed readers and the offsets where they
 were; the next instance with the same ``transactional.id`` aborts the open
@@ -47,6 +50,7 @@ from kappa.settings import KafkaSettings, RegistrySettings, TopicSettings, Valid
 from monitoring import metrics
 from schemas import rules
 from schemas.wire import WireDecoder
+from streams.validate import repartition
 from streams.validate.dedup import DedupState, rebuild
 from streams.validate.exceptions import TopicMissingError, ValidatorError, ValidatorFencedError
 from streams.validate.outputs import Message, Outputs
@@ -64,6 +68,7 @@ class RunStats:
     dead: int = 0
     by_rule: Counter[str] = field(default_factory=Counter)
     aborts: int = 0
+    forwarded: int = 0
     gx_seconds: float = 0.0
     decode_seconds: float = 0.0
     txn_seconds: float = 0.0
@@ -78,6 +83,7 @@ class RunStats:
             "dead_lettered": self.dead,
             "by_rule": dict(sorted(self.by_rule.items())),
             "aborts": self.aborts,
+            "forwarded": self.forwarded,
             "gx_seconds": round(self.gx_seconds, 3),
             "decode_seconds": round(self.decode_seconds, 3),
             "transaction_seconds": round(self.txn_seconds, 3),
@@ -149,8 +155,8 @@ def encode_routed(
             failed.append(Dead(v.source, (failure,), v.cdr.get("call_id"), v.schema_id))
     if failed:
         routed.valid = [v for v in routed.valid if v.source not in {d.source for d in failed}]
-        gone = {(d.source.partition, d.call_id) for d in failed}
-        routed.accepted = [a for a in routed.accepted if (a[0], a[1]) not in gone]
+        gone = {d.call_id for d in failed}
+        routed.accepted = [a for a in routed.accepted if a[1] not in gone]
         routed.dead.extend(failed)
     dead = [out.dead(d, suite_version, judged_at) for d in routed.dead]
     return valid, dead
@@ -205,7 +211,8 @@ class _Job:
         self.decoder = WireDecoder(client, millis=True, spans=True)
         self.suite = CdrSuite(suite_config(settings))
         self.dedup = DedupState(int(settings.dedup_horizon_s * 1000))
-        self.eof: dict[int, bool] = {}
+        self.internal = repartition.topic_name(topics.raw, settings.group_id)
+        self.eof: dict[tuple[str, int], bool] = {}
         self.stats = RunStats()
         self.producer: Producer | None = None
         self.on_batch: Callable[[RunStats], None] | None = None
@@ -217,25 +224,38 @@ class _Job:
 
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._settle_in_callback(consumer)
-        parts = [tp.partition for tp in partitions]
-        log.info("assigned topic=%s partitions=%s", self.topics.raw, parts)
+        parts = [(tp.topic, tp.partition) for tp in partitions]
+        log.info(
+            "assigned topic=%s partitions=%s internal=%s shards=%s",
+            self.topics.raw,
+            [p for t, p in parts if t == self.topics.raw],
+            self.internal,
+            [p for t, p in parts if t == self.internal],
+        )
         rebuild(
             self.dedup,
             self._side_consumer,
             valid_topic=self.topics.valid,
             raw_topic=self.topics.raw,
-            raw_partitions=parts,
+            shards=[p for t, p in parts if t == self.internal],
         )
         metrics.VALIDATOR_DEDUP_KEYS.set(len(self.dedup))
-        for p in parts:
-            self.eof[p] = False
+        for tp in parts:
+            self.eof[tp] = False
 
     def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._settle_in_callback(consumer)
-        parts = [tp.partition for tp in partitions]
-        log.info("revoked topic=%s partitions=%s", self.topics.raw, parts)
-        for p in parts:
-            self.eof.pop(p, None)
+        parts = [(tp.topic, tp.partition) for tp in partitions]
+        log.info(
+            "revoked topic=%s partitions=%s internal=%s shards=%s",
+            self.topics.raw,
+            [p for t, p in parts if t == self.topics.raw],
+            self.internal,
+            [p for t, p in parts if t == self.internal],
+        )
+        self.dedup.drop(p for t, p in parts if t == self.internal)
+        for tp in parts:
+            self.eof.pop(tp, None)
 
     def _settle_in_callback(self, consumer: Consumer) -> None:
         """Partitions never move with a commit in flight; if it fails, what this
@@ -259,15 +279,19 @@ class _Job:
                 return True
         return self.dedup.seen(partition, call_id, ts_ms)
 
-    def judge(self, batch: list[RawRecord]) -> tuple[Routed, int]:
+    def judge(self, batch: list[RawRecord], carried: list[RawRecord]) -> tuple[Routed, int]:
+        """Forward the raw records of ``batch``; judge ``carried``, the raw records its
+        internal-topic messages carry."""
         judged_at = time.time_ns() // 1_000_000
         routed = validate(
-            batch,
+            carried,
             decode=self.decoder.decode,
             suite=self.suite,
             seen=self.seen,
             judged_at_ms=judged_at,
         )
+        raw, decode = self.topics.raw, self.decoder.decode
+        routed.forward = [repartition.forward(decode, r) for r in batch if r.topic == raw]
         return routed, judged_at
 
     def send(
@@ -356,6 +380,7 @@ class _Job:
         version = self.suite.version
         valid, dead = encode_routed(out, routed, version, judged_at)
         producer.begin_transaction()
+        produce_all(producer, self.internal, routed.forward)
         produce_all(producer, out.valid_topic, valid)
         produce_all(producer, out.dlq_topic, dead)
         last: dict[tuple[str, int], int] = {}
@@ -386,8 +411,10 @@ class _Job:
 
     def _account(self, batch: list[RawRecord], routed: Routed, txn: float, total: float) -> None:
         s = self.stats
+        judged = len(routed.valid) + len(routed.dead)
         s.batches += 1
-        s.records_in += len(batch)
+        s.records_in += judged
+        s.forwarded += len(routed.forward)
         s.valid += len(routed.valid)
         s.dead += len(routed.dead)
         s.gx_seconds += routed.gx_seconds
@@ -397,7 +424,7 @@ class _Job:
         for d in routed.dead:
             rules.update(d.rules)
         s.by_rule.update(rules)
-        metrics.VALIDATOR_RECORDS_IN.inc(len(batch))
+        metrics.VALIDATOR_RECORDS_IN.inc(judged)
         metrics.VALIDATOR_VALID.inc(len(routed.valid))
         for rule, n in rules.items():
             metrics.VALIDATOR_DEAD_LETTERED.labels(rule=rule).inc(n)
@@ -406,8 +433,9 @@ class _Job:
         metrics.VALIDATOR_GX_SECONDS.observe(routed.gx_seconds)
         metrics.VALIDATOR_TRANSACTION_SECONDS.observe(txn)
         log.debug(
-            "batch records=%d valid=%d dead=%d gx=%.3f txn=%.3f",
+            "batch records=%d forwarded=%d valid=%d dead=%d gx=%.3f txn=%.3f",
             len(batch),
+            len(routed.forward),
             len(routed.valid),
             len(routed.dead),
             routed.gx_seconds,
@@ -415,12 +443,14 @@ class _Job:
         )
 
 
-def _check_topics(admin_consumer: Consumer, topics: list[str]) -> None:
+def _check_topics(admin_consumer: Consumer, topics: list[str]) -> int:
+    """Check that ``topics`` exist; the partition count of the second (the valid topic)."""
     meta = admin_consumer.list_topics(timeout=30)
     missing = [t for t in topics if t not in meta.topics or meta.topics[t].error is not None]
     if missing:
         msg = f"topic(s) {', '.join(missing)} do not exist; create them (kappa stack up does)"
         raise TopicMissingError(msg)
+    return len(meta.topics[topics[1]].partitions)
 
 
 def run(
@@ -451,16 +481,21 @@ def run(
     )
     producer: Producer | None = None
     try:
-        _check_topics(consumer, [topics.raw, topics.valid, topics.dlq])
+        valid_partitions = _check_topics(consumer, [topics.raw, topics.valid, topics.dlq])
+        repartition.ensure_topic(kafka, job.internal, valid_partitions)
         producer = transactional_producer(kafka, settings, settings.transactional_id)
         job.producer, job.on_batch = producer, on_batch
         consumer.subscribe(
-            [topics.raw], on_assign=job.on_assign, on_revoke=job.on_revoke, on_lost=job.on_revoke
+            [topics.raw, job.internal],
+            on_assign=job.on_assign,
+            on_revoke=job.on_revoke,
+            on_lost=job.on_revoke,
         )
         job.stats.startup_seconds = time.monotonic() - started
         log.info(
-            "validator started raw=%s valid=%s dlq=%s suite=%s transactional_id=%s",
+            "validator started raw=%s internal=%s valid=%s dlq=%s suite=%s transactional_id=%s",
             topics.raw,
+            job.internal,
             topics.valid,
             topics.dlq,
             settings.suite_version,
@@ -492,14 +527,14 @@ def _loop(
     _freeze_startup()
     while not stop.is_set():
         with gc_paused():
-            batch = _consume(job, consumer)
+            batch, carried = _consume(job, consumer)
             if job.discard:  # a commit failed in a rebalance callback of this consume
                 job.discard = False
                 job._rewind(consumer, batch)
-                batch = []
+                batch, carried = [], []
             if batch:
                 started = time.perf_counter()
-                routed, judged_at = job.judge(batch)
+                routed, judged_at = job.judge(batch, carried)
                 if job.settle(consumer, batch):
                     job.send(
                         producer, consumer, batch, routed, judged_at=judged_at, started=started
@@ -510,14 +545,14 @@ def _loop(
         if batch:
             last_data = now
         else:
-            if until_caught_up and job.eof and all(job.eof.values()):
+            if until_caught_up and job.eof and all(job.eof.values()) and _at_end(consumer):
                 log.info("caught up: every assigned partition is at its end")
                 return
             if max_idle_s is not None and now - last_data >= max_idle_s:
                 log.info("idle for %.0f s; stopping", now - last_data)
                 return
         if now >= next_lag:
-            _record_lag(consumer)
+            _record_lag(consumer, job.internal)
             next_lag = now + 5.0
         if now >= next_evict:
             job.dedup.evict()
@@ -526,18 +561,21 @@ def _loop(
     job.settle(consumer, [])
 
 
-def _consume(job: _Job, consumer: Consumer) -> list[RawRecord]:
-    """One micro-batch: at most ``batch_size`` records, waiting at most ``batch_seconds``."""
+def _consume(job: _Job, consumer: Consumer) -> tuple[list[RawRecord], list[RawRecord]]:
+    """One micro-batch: at most ``batch_size`` records, waiting at most ``batch_seconds``;
+    and the raw records its internal-topic messages carry."""
     s = job.settings
     msgs = consumer.consume(s.batch_size, s.batch_seconds)
     batch: list[RawRecord] = []
+    carried: list[RawRecord] = []
     add = batch.append
     eof = job.eof
+    internal = job.internal
     for m in msgs:
         err = m.error()
         if err is not None:
             if err.code() == KafkaError._PARTITION_EOF:
-                eof[m.partition()] = True  # type: ignore[index]
+                eof[(m.topic(), m.partition())] = True  # type: ignore[index]
                 continue
             if err.fatal():
                 msg = f"consumer error: {err.str()}"
@@ -545,24 +583,42 @@ def _consume(job: _Job, consumer: Consumer) -> list[RawRecord]:
             log.warning("consumer error=%s", err.str())
             continue
         ts_type, ts = m.timestamp()
-        partition = m.partition()
-        eof[partition] = False  # type: ignore[index]
-        add(
-            RawRecord(
-                m.topic(),  # type: ignore[arg-type]
-                partition,  # type: ignore[arg-type]
-                m.offset(),  # type: ignore[arg-type]
-                None if ts_type == TIMESTAMP_NOT_AVAILABLE else ts,
-                m.key(),
-                m.value(),
-            )
+        topic, partition = m.topic(), m.partition()
+        eof[(topic, partition)] = False  # type: ignore[index]
+        record = RawRecord(
+            topic,  # type: ignore[arg-type]
+            partition,  # type: ignore[arg-type]
+            m.offset(),  # type: ignore[arg-type]
+            None if ts_type == TIMESTAMP_NOT_AVAILABLE else ts,
+            m.key(),
+            m.value(),
         )
-    return batch
+        add(record)
+        if topic == internal:
+            inner = repartition.unwrap(record, m.headers())
+            if inner is not None:
+                carried.append(inner)
+    return batch, carried
 
 
-def _record_lag(consumer: Consumer) -> None:
+def _at_end(consumer: Consumer) -> bool:
+    """Every assigned partition read to its high watermark (a record forwarded by the
+    last commit may not have been fetched yet when its partition reported its end)."""
     try:
         assigned = consumer.assignment()
+        for tp, pos in zip(assigned, consumer.position(assigned), strict=True):
+            low, high = consumer.get_watermark_offsets(tp, timeout=5, cached=False)
+            if high > low and pos.offset < high:
+                return False
+    except KafkaException as exc:
+        log.debug("end not checked error=%s", exc)
+        return False
+    return True
+
+
+def _record_lag(consumer: Consumer, internal: str) -> None:
+    try:
+        assigned = [tp for tp in consumer.assignment() if tp.topic != internal]
         for tp, pos in zip(assigned, consumer.position(assigned), strict=True):
             _, high = consumer.get_watermark_offsets(tp, timeout=2, cached=True)
             lag = high - pos.offset if pos.offset >= 0 else 0

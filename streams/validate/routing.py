@@ -2,8 +2,8 @@
 
 ``validate(batch, ...) -> Routed`` decodes each raw record, runs the GX suite on
 the decodable ones as one pandas DataFrame, checks call_id uniqueness against
-the dedup state (and earlier records of the same batch, whatever raw partition
-they came from; copies are compared by event time), and returns, in input
+the dedup state of each record's shard (and earlier records of the same batch,
+whatever raw partition they came from; copies are compared by event time), and returns, in input
 order, either a strict ``Cdr`` dict (valid) or every failed rule with its column
 and observed value (dead letter). Nothing is written anywhere; the job does that.
 
@@ -59,6 +59,9 @@ class RawRecord(NamedTuple):
     timestamp_ms: int | None
     key: bytes | None
     value: bytes | None
+    shard: int = SHARD
+    """The dedup shard that judges it: its partition of the internal topic keyed by
+    call_id (``repartition``); ``SHARD`` where one state holds every call_id."""
 
 
 class Valid(NamedTuple):
@@ -91,6 +94,9 @@ class Routed:
     state only once the batch's transaction commits."""
     gx_seconds: float = 0.0
     decode_seconds: float = 0.0
+    forward: list[Any] = field(default_factory=list)
+    """Messages for the internal topic keyed by call_id (``repartition``): raw records
+    this batch forwards, to be judged in a later batch."""
 
 
 def observed_text(value: Any) -> str | None:
@@ -238,7 +244,7 @@ def validate(
     routed.gx_seconds = t2 - t1
 
     dedup_on = suite.config.enabled(rules.DUPLICATE_CALL_ID.name)
-    taken: set[str] = set()
+    taken: set[tuple[int, str]] = set()
     add_valid, add_dead, add_accepted = (
         routed.valid.append,
         routed.dead.append,
@@ -260,15 +266,19 @@ def validate(
                 failures.append(Failure(rule, column, observed_text(_observed(row, column))))
         call_id = row.get("call_id")
         ts = row.get("event_time")
-        if dedup_on and isinstance(call_id, str) and (call_id in taken or seen(SHARD, call_id, ts)):
+        if (
+            dedup_on
+            and isinstance(call_id, str)
+            and ((raw.shard, call_id) in taken or seen(raw.shard, call_id, ts))
+        ):
             failures = failures or []
             failures.append(Failure(rules.DUPLICATE_CALL_ID.name, "call_id", call_id))
         if failures:
             add_dead(Dead(raw, tuple(failures), call_id if isinstance(call_id, str) else None, sid))
             continue
         assert isinstance(call_id, str)
-        taken.add(call_id)
-        add_accepted((SHARD, call_id, row["event_time"]))
+        taken.add((raw.shard, call_id))
+        add_accepted((raw.shard, call_id, row["event_time"]))
         # A CdrRaw row holds exactly the Cdr's fields: it becomes the Cdr as it is.
         cdr = row if exact else {c: row[c] for c in FRAME_COLUMNS}
         if cdr["data_volume_kb"] is None:

@@ -1,8 +1,10 @@
 """The contract of cdr.valid against the real broker and registry, whatever the producer:
-key = call_id, message timestamp = event time, a call_id once across raw partitions."""
+key = call_id, message timestamp = event time, a call_id once across raw partitions and
+across the instances of one consumer group."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections import Counter
@@ -14,9 +16,9 @@ import pytest
 from kappa import clients
 from kappa.settings import TopicSettings, ValidatorSettings
 from schemas.wire import Decoded, WireDecoder
-from streams.validate.job import run
+from streams.validate.job import RunStats, run
 from streams.validate.ledger import ledger
-from tests.fixtures.validate import raw_encoder, read_all, valid_record
+from tests.fixtures.validate import raw_encoder, read_all, valid_record, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -74,3 +76,65 @@ def test_foreign_keys_and_copies_on_every_partition_end_as_one_record_keyed_by_c
     )
     assert report.balanced, report.as_dict()
     assert report.raw == 3 * len(records) + 2
+
+
+def test_two_instances_in_one_group_let_each_call_id_through_once(
+    stack: Any, validator_topics: TopicSettings, validator_settings: ValidatorSettings
+) -> None:
+    """The copies of a call_id sit on raw partitions read by different instances; the
+    repartition by call_id brings them to the one instance that owns its shard."""
+    topics = validator_topics
+    enc = raw_encoder(stack, topics)
+    now = time.time_ns() // 1_000_000
+    records: list[dict[str, Any]] = []
+    stop = threading.Event()
+    seen: dict[int, RunStats] = {}
+    threads = []
+    for i in range(2):
+        settings = validator_settings.model_copy(
+            update={"transactional_id": f"{validator_settings.transactional_id}-{i}"}
+        )
+        threads.append(
+            threading.Thread(
+                target=run,
+                args=(stack.kafka, stack.registry, topics, settings),
+                kwargs={"stop": stop, "on_batch": lambda s, i=i: seen.__setitem__(i, s)},
+                daemon=True,
+            )
+        )
+    for t in threads:
+        t.start()
+    producer = clients.producer(stack.kafka)
+    try:
+        # Rounds of records until both members have forwarded some (joins and
+        # rebalances happen while records flow).
+        deadline = time.monotonic() + 150
+        while not (len(seen) == 2 and all(s.forwarded for s in seen.values())):
+            assert time.monotonic() < deadline, {i: s.as_dict() for i, s in seen.items()}
+            for _ in range(10):
+                rec = valid_record(event_time=now - 60_000 - len(records))
+                records.append(rec)
+                for p in range(3):
+                    value = enc.encode(rec)
+                    producer.produce(topics.raw, value, f"cell-{p}".encode(), partition=p)
+            assert producer.flush(30) == 0
+            time.sleep(1.0)
+        wait_for(lambda: sum(s.records_in for s in seen.values()) >= 3 * len(records), 180)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert sum(s.valid for s in seen.values()) == len(records)
+
+    valid = read_all(stack.kafka, topics.valid)
+    assert Counter(m.key() for m in valid) == Counter(r["call_id"].encode() for r in records)
+    report = ledger(
+        stack.kafka,
+        stack.registry,
+        topics,
+        start=datetime(2000, 1, 1, tzinfo=UTC),
+        end=datetime(2100, 1, 1, tzinfo=UTC),
+    )
+    assert report.balanced, report.as_dict()
+    assert report.by_rule == Counter({"duplicate_call_id": 2 * len(records)})
