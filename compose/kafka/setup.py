@@ -132,6 +132,15 @@ def grants(env: Mapping[str, str]) -> list[Grant]:
         # ledger and quality tools read what it wrote
         Grant("validator", topic, (t.raw,), (R, D)),
         Grant("validator", topic, (t.valid, t.dlq), (W, R, D)),
+        # its internal topics, <raw>.by-call-id.<group> (streams/validate/repartition.py),
+        # created by the validator at start
+        Grant(
+            "validator",
+            topic,
+            (f"{t.raw}.by-call-id.",),
+            (AclOperation.CREATE, W, R, D),
+            prefixed=True,
+        ),
         Grant(
             "validator",
             grp,
