@@ -426,4 +426,8 @@ def test_kafka_grants_cover_every_user_and_topic() -> None:
     grants = setup.grants({})
     assert {g.user for g in grants} == set(setup.USERS)
     topics = {n for g in grants if g.kind.name == "TOPIC" for n in g.names}
-    assert topics == set(setup.Topics.from_env({}).all())
+    pipeline = setup.Topics.from_env({})
+    # plus the validator's repartition topics, <raw>.by-call-id.<group>, by prefix
+    internal = f"{pipeline.raw}.by-call-id."
+    assert topics == {*pipeline.all(), internal}
+    assert all(g.prefixed for g in grants if internal in g.names)
