@@ -1,5 +1,7 @@
 """Errors of the replay."""
 
+from typing import Any
+
 from kappa.exceptions import KappaError
 
 
@@ -33,3 +35,16 @@ class ReplayVerificationError(ReplayError):
 
 class ParityError(ReplayError):
     """Streaming and replay aggregates could not be compared."""
+
+
+class RangeLockedError(ReplayError):
+    """Another replay of the same range holds its lock (``holder``: what it wrote)."""
+
+    def __init__(self, lock: str, holder: dict[str, Any]) -> None:
+        self.lock = lock
+        self.holder = holder
+        super().__init__(
+            f"another replay of this range is running (run {holder.get('run_id')} on "
+            f"{holder.get('host')}, pid {holder.get('pid')}, since {holder.get('started')}); "
+            f"wait for it, or delete {lock} if that run is dead"
+        )

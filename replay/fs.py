@@ -3,21 +3,44 @@
 The output of a range is published by renaming a finished staging folder over
 it, so that readers see the previous output or the new one, never a half-written
 one. Folders whose names start with ``_`` are hidden from Spark and Hadoop readers.
+A run holds the range's lock file (``_lock-<range id>``, created atomically) from
+its recovery of a crashed run's leftovers to its publication: a second replay of
+the same range, manual or scheduled, is refused rather than deleting the first's
+staging folder.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from pyspark.sql import SparkSession
+
+from replay.exceptions import RangeLockedError
 
 log = logging.getLogger(__name__)
 
 STAGING_PREFIX = "_staging-"
 REPLACED_PREFIX = "_replaced-"
+LOCK_PREFIX = "_lock-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def normalize(url: str) -> str:
@@ -80,6 +103,73 @@ class HadoopFs:
         finally:
             stream.close()
         return bytes(data).decode("utf-8")
+
+    # -- one replay per range at a time ---------------------------------------------------
+
+    def _create_new(self, url: str, text: str) -> bool:
+        """Create ``url`` with ``text`` if it does not exist, atomically; False if it did."""
+        parsed = urlparse(url)
+        if parsed.scheme == "file":
+            path = Path(unquote(parsed.path))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(text)
+            return True
+        # HDFS: the NameNode creates a file or refuses, atomically.
+        self.mkdirs(url.rsplit("/", 1)[0])
+        try:
+            out = self._fs.create(self._path(url), False)
+        except Exception as exc:
+            if "FileAlreadyExistsException" in str(exc) or "AlreadyBeingCreated" in str(exc):
+                return False
+            raise
+        try:
+            out.write(bytearray(text.encode("utf-8")))
+        finally:
+            out.close()
+        return True
+
+    @contextlib.contextmanager
+    def lock(self, name: str, run_id: str) -> Iterator[str]:
+        """Hold ``<root>/_lock-<name>`` (a hidden file, gone when released) while the block runs.
+
+        A second replay of the same range, manual or scheduled, is refused with
+        ``RangeLockedError`` instead of deleting the first one's staging folder. A
+        lock left by a dead process of this host is taken over; one from another
+        host is reported with how to remove it.
+        """
+        url = join(self.root, f"{LOCK_PREFIX}{name}")
+        me = {
+            "run_id": run_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        if not self._create_new(url, json.dumps(me) + "\n"):
+            holder = self._holder(url)
+            stale = holder.get("host") == me["host"] and not _alive(int(holder.get("pid", 0)))
+            if not stale:
+                raise RangeLockedError(url, holder)
+            log.warning("taking over the lock of a dead replay path=%s holder=%s", url, holder)
+            self.delete(url)
+            if not self._create_new(url, json.dumps(me) + "\n"):
+                raise RangeLockedError(url, self._holder(url))
+        try:
+            yield url
+        finally:
+            if self._holder(url).get("run_id") == run_id:
+                self.delete(url)
+
+    def _holder(self, url: str) -> dict[str, Any]:
+        try:
+            found = json.loads(self.read_text(url))
+        except Exception:  # vanished or unreadable: nothing to say about its holder
+            return {}
+        return found if isinstance(found, dict) else {}
 
     # -- publishing -------------------------------------------------------------------------
 

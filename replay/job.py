@@ -290,107 +290,110 @@ def run(
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     fs = HadoopFs(spark, ctx.output_root)
     fs.mkdirs(fs.root)
-    fs.recover(plan.range_id)
-    staging = join(fs.root, f"{STAGING_PREFIX}{plan.range_id}-{run_id}")
-    log.info(
-        "replay started run_id=%s from=%s to=%s offsets=%s target=%s",
-        run_id,
-        iso(plan.start),
-        iso(plan.end),
-        plan.offsets_to_read,
-        join(fs.root, plan.range_id),
-    )
-    try:
-        stage = Stopwatch()
-        with Progress(spark, enabled=ctx.progress), run_conf(spark):
-            source = read_offsets(spark, ctx.kafka, plan, ctx.records_per_task)
-            decoders = decoders_for(ctx, plan.topic)
-            decoded = decode(source, decoders)
-            # One pass over the topic: every record read lands in the staging folder by
-            # where it stands; the in-range part is then cdr/ by a rename, and the
-            # counts and aggregates read the (columnar, much smaller) Parquet.
-            sorted_url = join(staging, SORTED_DIR)
-            with stage("read_decode_write"):
-                (
-                    with_partitions(decoded.withColumn(WHERE, where_col(plan)))
-                    .write.mode("errorifexists")
-                    .options(**CDR_PARQUET_OPTIONS)
-                    .partitionBy(WHERE, *PARTITION_COLUMNS)
-                    .parquet(sorted_url)
-                )
-            # Counting, billing and tower health read the Parquet just written and not
-            # each other: run as three concurrent Spark jobs, one's single-task and
-            # planning moments are the others' time on the cores.
-            in_url = join(sorted_url, f"{WHERE}=in")
-            has_rows = fs.exists(in_url)
-            rows = spark.read.parquet(in_url) if has_rows else _no_rows(spark, decoded)
-            params = tables.Params.from_settings(ctx.aggregate)
-            done = stage.concurrently(
-                {
-                    "count": lambda: _counts(_read_sorted(spark, fs, sorted_url, decoded), plan),
-                    BILLING_DIR: lambda: _write_table(
-                        spark,
-                        tables.BILLING.compute(rows, params),
-                        join(staging, BILLING_DIR),
-                        _billing_totals,
-                    ),
-                    NETWORK_DIR: lambda: _write_table(
-                        spark,
-                        tables.NETWORK.compute(rows, params),
-                        join(staging, NETWORK_DIR),
-                        _network_totals,
-                    ),
-                }
-            )
-            counts = done["count"]
-            summary = {
-                "records": counts["totals"]["records"],
-                "callers": done[BILLING_DIR]["callers"],
-                "towers": done[NETWORK_DIR]["towers"],
-                "revenue": done[BILLING_DIR]["revenue"],
-            }
-            if counts["totals"]["undecodable"]:
-                # Errors are data: kept with their coordinates, counted in the manifest.
-                log.warning(
-                    "undecodable records in the replayed offsets count=%s",
-                    counts["totals"]["undecodable"],
-                )
-                with stage(UNDECODABLE_DIR):
+    with fs.lock(plan.range_id, run_id):
+        fs.recover(plan.range_id)
+        staging = join(fs.root, f"{STAGING_PREFIX}{plan.range_id}-{run_id}")
+        log.info(
+            "replay started run_id=%s from=%s to=%s offsets=%s target=%s",
+            run_id,
+            iso(plan.start),
+            iso(plan.end),
+            plan.offsets_to_read,
+            join(fs.root, plan.range_id),
+        )
+        try:
+            stage = Stopwatch()
+            with Progress(spark, enabled=ctx.progress), run_conf(spark):
+                source = read_offsets(spark, ctx.kafka, plan, ctx.records_per_task)
+                decoders = decoders_for(ctx, plan.topic)
+                decoded = decode(source, decoders)
+                # One pass over the topic: every record read lands in the staging folder by
+                # where it stands; the in-range part is then cdr/ by a rename, and the
+                # counts and aggregates read the (columnar, much smaller) Parquet.
+                sorted_url = join(staging, SORTED_DIR)
+                with stage("read_decode_write"):
                     (
-                        undecodable(source, decoders)
-                        .coalesce(1)
+                        with_partitions(decoded.withColumn(WHERE, where_col(plan)))
                         .write.mode("errorifexists")
-                        .parquet(join(staging, UNDECODABLE_DIR))
+                        .options(**CDR_PARQUET_OPTIONS)
+                        .partitionBy(WHERE, *PARTITION_COLUMNS)
+                        .parquet(sorted_url)
                     )
-            cdr_url = join(staging, CDR_DIR)
-            if has_rows:
-                fs.rename(in_url, cdr_url)
-            else:  # an empty range still has its (empty) cdr/
-                with_partitions(rows).write.mode("errorifexists").options(
-                    **CDR_PARQUET_OPTIONS
-                ).partitionBy(*PARTITION_COLUMNS).parquet(cdr_url)
-            fs.delete(sorted_url)
-        summary["stage_seconds"] = stage.seconds
-        summary["seconds"] = round(time.monotonic() - started, 3)
-        manifest = _manifest(plan, run_id, counts, summary, ctx)
-        fs.write_text(join(staging, MANIFEST), json.dumps(manifest, indent=2) + "\n")
-        fs.write_text(join(staging, SUCCESS), "")
-        manifest["path"] = fs.publish(staging, plan.range_id, run_id)
-    except Exception as exc:
-        _discard(fs, staging)
-        if isinstance(exc, ReplayFailedError):
-            raise
-        unknown = unknown_id_in(str(exc))
-        why = (
-            f"a record carries schema id {unknown}, not registered under the topic's subject"
-            if unknown is not None
-            else f"{type(exc).__name__}: {_first_line(exc)}"
-        )
-        msg = (
-            f"replay of [{iso(plan.start)}, {iso(plan.end)}) failed ({why}); "
-            "the previous output, if any, is untouched"
-        )
-        raise ReplayFailedError(msg) from exc
+                # Counting, billing and tower health read the Parquet just written and not
+                # each other: run as three concurrent Spark jobs, one's single-task and
+                # planning moments are the others' time on the cores.
+                in_url = join(sorted_url, f"{WHERE}=in")
+                has_rows = fs.exists(in_url)
+                rows = spark.read.parquet(in_url) if has_rows else _no_rows(spark, decoded)
+                params = tables.Params.from_settings(ctx.aggregate)
+                done = stage.concurrently(
+                    {
+                        "count": lambda: _counts(
+                            _read_sorted(spark, fs, sorted_url, decoded), plan
+                        ),
+                        BILLING_DIR: lambda: _write_table(
+                            spark,
+                            tables.BILLING.compute(rows, params),
+                            join(staging, BILLING_DIR),
+                            _billing_totals,
+                        ),
+                        NETWORK_DIR: lambda: _write_table(
+                            spark,
+                            tables.NETWORK.compute(rows, params),
+                            join(staging, NETWORK_DIR),
+                            _network_totals,
+                        ),
+                    }
+                )
+                counts = done["count"]
+                summary = {
+                    "records": counts["totals"]["records"],
+                    "callers": done[BILLING_DIR]["callers"],
+                    "towers": done[NETWORK_DIR]["towers"],
+                    "revenue": done[BILLING_DIR]["revenue"],
+                }
+                if counts["totals"]["undecodable"]:
+                    # Errors are data: kept with their coordinates, counted in the manifest.
+                    log.warning(
+                        "undecodable records in the replayed offsets count=%s",
+                        counts["totals"]["undecodable"],
+                    )
+                    with stage(UNDECODABLE_DIR):
+                        (
+                            undecodable(source, decoders)
+                            .coalesce(1)
+                            .write.mode("errorifexists")
+                            .parquet(join(staging, UNDECODABLE_DIR))
+                        )
+                cdr_url = join(staging, CDR_DIR)
+                if has_rows:
+                    fs.rename(in_url, cdr_url)
+                else:  # an empty range still has its (empty) cdr/
+                    with_partitions(rows).write.mode("errorifexists").options(
+                        **CDR_PARQUET_OPTIONS
+                    ).partitionBy(*PARTITION_COLUMNS).parquet(cdr_url)
+                fs.delete(sorted_url)
+            summary["stage_seconds"] = stage.seconds
+            summary["seconds"] = round(time.monotonic() - started, 3)
+            manifest = _manifest(plan, run_id, counts, summary, ctx)
+            fs.write_text(join(staging, MANIFEST), json.dumps(manifest, indent=2) + "\n")
+            fs.write_text(join(staging, SUCCESS), "")
+            manifest["path"] = fs.publish(staging, plan.range_id, run_id)
+        except Exception as exc:
+            _discard(fs, staging)
+            if isinstance(exc, ReplayFailedError):
+                raise
+            unknown = unknown_id_in(str(exc))
+            why = (
+                f"a record carries schema id {unknown}, not registered under the topic's subject"
+                if unknown is not None
+                else f"{type(exc).__name__}: {_first_line(exc)}"
+            )
+            msg = (
+                f"replay of [{iso(plan.start)}, {iso(plan.end)}) failed ({why}); "
+                "the previous output, if any, is untouched"
+            )
+            raise ReplayFailedError(msg) from exc
     log.info(
         "replay done run_id=%s path=%s records=%s seconds=%s",
         run_id,
