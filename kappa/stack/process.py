@@ -65,6 +65,19 @@ def _cmdline(pid: int) -> str | None:
     return raw.replace(b"\0", b" ").decode(errors="replace")
 
 
+_PF_KTHREAD = 0x00200000
+
+
+def _kernel_thread(pid: int) -> bool:
+    """Whether ``pid`` is a kernel thread (its command line is empty too)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    flags = int(stat.rsplit(")", 1)[-1].split()[6])
+    return bool(flags & _PF_KTHREAD)
+
+
 def alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie does not count; our own zombies are reaped)."""
     child = _CHILDREN.get(pid)
@@ -110,10 +123,20 @@ class Supervisor:
             pid, marker = int(record["pid"]), str(record["marker"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        cmdline = _cmdline(pid)
-        if cmdline is not None and marker in cmdline and alive(pid):
+        if not alive(pid):
+            log.debug("stale pid file service=%s pid=%s (not running)", name, pid)
+            path.unlink(missing_ok=True)
+            return None
+        if pid in _CHILDREN:  # started by this process: ours whatever /proc says yet
             return pid
-        log.debug("stale pid file service=%s pid=%s", name, pid)
+        cmdline = _cmdline(pid)
+        if cmdline is not None and marker in cmdline:
+            return pid
+        if cmdline == "" and not _kernel_thread(pid):
+            # A process in the middle of exec shows an empty command line until the
+            # kernel has set up its arguments: not known to be another one, keep it.
+            return pid
+        log.debug("stale pid file service=%s pid=%s (another process)", name, pid)
         path.unlink(missing_ok=True)
         return None
 

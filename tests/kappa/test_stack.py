@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import urllib.parse
@@ -22,7 +24,7 @@ from kappa.cli.stack import stack as stack_cli
 from kappa.settings import StackSettings, TopicSettings
 from kappa.stack import LocalStack
 from kappa.stack.exceptions import ArtifactsMissingError, JavaNotFoundError, PortInUseError
-from kappa.stack.process import Supervisor, alive
+from kappa.stack.process import ServiceSpec, Supervisor, alive
 from kappa.stack.testing import (
     HdfsHandle,
     StackHandle,
@@ -247,6 +249,27 @@ def test_a_pid_file_is_believed_only_with_the_marker(tmp_path: Path) -> None:
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_a_child_this_process_started_is_ours_before_its_command_line_shows(
+    tmp_path: Path,
+) -> None:
+    """Between exec and the kernel setting up its arguments a new process has an empty
+    command line (no marker yet): the one this supervisor started is still ours, its pid
+    file kept, so `up` does not call it dead and `down` still stops it."""
+    supervisor = Supervisor(tmp_path)
+    spec = ServiceSpec(
+        name="sleeper", argv=["sleep", "30"], marker="-Dkappa.service=x@nowhere", cwd=tmp_path
+    )
+    pid = supervisor.start(spec)
+    try:
+        assert supervisor.pid("sleeper") == pid  # no marker in its command line
+        assert supervisor.pid_file("sleeper").exists()
+        assert supervisor.stop("sleeper", grace_s=5) == pid
+        assert not alive(pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_the_environment_can_point_at_a_running_stack(
