@@ -11,6 +11,7 @@ from types import FrameType
 import click
 
 from kappa.cli.options import UTC_TIME, env_help
+from kappa.exceptions import EXIT_FAILED
 from kappa.settings import KafkaSettings, RegistrySettings, TopicSettings, ValidatorSettings
 from schemas.rules import RULE_NAMES
 
@@ -222,7 +223,7 @@ def ledger(  # noqa: PLR0917
 ) -> None:
     """Check that each raw offset of a range is in exactly one of cdr.valid and cdr.dlq.
 
-    Exits 3 when the ledger does not balance.
+    Exits 1 when the ledger does not balance (3: Kafka cannot be reached).
     """
     from streams.validate.exceptions import ValidatorError
     from streams.validate.ledger import ledger as run_ledger
@@ -255,7 +256,7 @@ def ledger(  # noqa: PLR0917
         click.echo(f"  in both          {len(report.doubled):>10,}  {data['doubled_offsets'][:10]}")
         click.echo("  balanced: " + ("yes" if report.balanced else "NO"))
     if not report.balanced:
-        raise SystemExit(3)
+        raise SystemExit(EXIT_FAILED)
 
 
 @click.group()
