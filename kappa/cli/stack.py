@@ -126,9 +126,10 @@ def down() -> None:
 def status(as_json: bool) -> None:
     """Each service with its port, pid and health; each node of the cluster, if recorded.
 
-    Exit status 1 unless Kafka and the registry are both up; with a cluster
-    recorded by `up --cluster`, unless every node of it is up (and the single
-    stack, if it runs, has Kafka and the registry up).
+    HDFS and Prometheus are listed when running or asked for by an `up` since the
+    last `down`. Exit status 1 unless every service listed is up (Kafka and the
+    registry always are); with a cluster recorded by `up --cluster`, unless every
+    node of it is up (and the single stack, if it runs, is up).
     """
     local = _stack()
     cluster = _cluster(local)
@@ -155,8 +156,9 @@ def status(as_json: bool) -> None:
                 click.echo("")
             click.echo(f"cluster ({cluster.layout.state_dir}):")
             _print_table(cluster_rows)
-    core = {r.name: r.health for r in rows}
-    single_ok = core.get("kafka") == "up" and core.get("registry") == "up"
+    # Every row listed (Kafka, the registry, and HDFS or Prometheus when asked for) is up.
+    names = {r.name for r in rows}
+    single_ok = {"kafka", "registry"} <= names and all(r.health == "up" for r in rows)
     cluster_ok = all(r.health == "up" for r in cluster_rows)
     ok = (cluster_ok and (single_ok or not show_single)) if with_cluster else single_ok
     if not ok:

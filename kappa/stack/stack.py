@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -25,6 +26,7 @@ from kappa.stack.topics import compacted_topics, ensure_topics
 
 log = logging.getLogger(__name__)
 
+WANTED_FILE = "wanted.json"
 Health = Literal["up", "starting", "down", "port-taken"]
 
 _PORT_SETTING = {
@@ -88,6 +90,24 @@ class LocalStack:
     def all_services(self) -> list[Service]:
         return [self.kafka, self.registry, self.namenode, self.datanode, self.prometheus]
 
+    # -- which optional services were asked for --------------------------------
+    @property
+    def _wanted_file(self) -> Path:
+        return self.layout.state_dir / WANTED_FILE
+
+    def wanted(self) -> set[str]:
+        """The optional services an ``up`` asked for since the last ``down``: ``status``
+        lists them even when they are not running (a killed DataNode shows as down)."""
+        try:
+            names = json.loads(self._wanted_file.read_text())
+        except (OSError, ValueError):
+            return set()
+        return {str(n) for n in names} if isinstance(names, list) else set()
+
+    def _want(self, *services: Service) -> None:
+        names = sorted(self.wanted() | {s.name for s in services})
+        self._wanted_file.write_text(json.dumps(names) + "\n")
+
     # -- up ----------------------------------------------------------------
     def up(
         self, *, with_hdfs: bool = False, with_monitoring: bool = False, create_topics: bool = True
@@ -97,6 +117,10 @@ class LocalStack:
         with self._locked():
             if with_monitoring:
                 self.prometheus.check()  # before starting anything else
+            self._want(
+                *((self.namenode, self.datanode) if with_hdfs else ()),
+                *((self.prometheus,) if with_monitoring else ()),
+            )
             first: list[Service] = [self.kafka, self.registry]
             if with_hdfs:
                 first.append(self.namenode)  # independent of Kafka: start side by side
@@ -120,11 +144,13 @@ class LocalStack:
         """Start Prometheus alone (it scrapes the jobs, whichever stack they run on)."""
         with self._locked():
             self.prometheus.check()
+            self._want(self.prometheus)
             self._start_group([self.prometheus])
 
     def up_hdfs(self) -> None:
         """Start the NameNode, then the DataNode; wait until HDFS takes writes."""
         with self._locked():
+            self._want(self.namenode, self.datanode)
             self._start_group([self.namenode])
             self._start_group([self.datanode])
 
@@ -190,6 +216,8 @@ class LocalStack:
                         stopped.append(service.name)
                 except StackError as exc:
                     errors.append(str(exc))
+            if not errors:
+                self._wanted_file.unlink(missing_ok=True)
         if errors:
             raise StackError("; ".join(errors))
         return stopped
@@ -198,15 +226,19 @@ class LocalStack:
         with self._locked():
             self.supervisor.stop(self.datanode.name)
             self.supervisor.stop(self.namenode.name)
+            left = self.wanted() - {self.namenode.name, self.datanode.name}
+            self._wanted_file.write_text(json.dumps(sorted(left)) + "\n")
 
     # -- status --------------------------------------------------------------
     def status(self, *, everything: bool = False) -> list[ServiceStatus]:
-        """One row per service; HDFS and Prometheus only when running (or ``everything``)."""
+        """One row per service; HDFS and Prometheus only when running or asked for by an
+        ``up`` since the last ``down`` (or ``everything``)."""
         rows = []
         optional = {self.namenode.name, self.datanode.name, self.prometheus.name}
+        wanted = self.wanted()
         for service in self.all_services():
             pid = self.supervisor.pid(service.name)
-            if pid is None and service.name in optional and not everything:
+            if pid is None and service.name in optional - wanted and not everything:
                 continue
             rows.append(self._status(service, pid))
         return rows
