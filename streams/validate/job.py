@@ -468,11 +468,14 @@ def run(
     stop = stop or threading.Event()
     started = time.monotonic()
     job = _Job(kafka, registry, topics, settings)
+    # Dynamic group membership: a static member (group.instance.id) is fenced fatally
+    # by librdkafka when its session times out during a group coordinator failover
+    # (a broker killed), which stopped the validator; a restarted instance now waits
+    # for the old member's session to expire (session.timeout.ms) instead.
     consumer = clients.consumer(
         kafka,
         settings.group_id,
         **{
-            "group.instance.id": settings.transactional_id,
             "session.timeout.ms": settings.session_timeout_ms,
             "enable.partition.eof": True,
             "max.poll.interval.ms": 600_000,
