@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.kappa.cli.ports import closed_port
 
 
 def _kappa(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -22,12 +23,6 @@ def _kappa(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith("KAPPA_")}
@@ -36,7 +31,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_no_broker_is_a_clear_message(env: dict[str, str]) -> None:
-    env["KAPPA_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{_closed_port()}"
+    env["KAPPA_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{closed_port()}"
     res = _kappa("aggregate", "--available-now", env=env)
     assert res.returncode == 3  # kappa.exceptions.EXIT_UNREACHABLE
     assert "cannot reach Kafka" in res.stderr

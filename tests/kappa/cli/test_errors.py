@@ -5,7 +5,6 @@ traceback."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +14,7 @@ import pytest
 
 from kappa.exceptions import EXIT_BAD_SETTING, EXIT_UNREACHABLE
 from kappa.stack.testing import StackHandle
+from tests.kappa.cli.ports import closed_port
 
 pytestmark = pytest.mark.integration
 
@@ -32,12 +32,6 @@ COMMANDS: dict[str, tuple[str, ...]] = {
 }
 # Those that read or write Avro through the registry before anything else can fail.
 NEED_REGISTRY = ("produce", "validate", "aggregate")
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env(tmp: Path, bootstrap: str, registry: str) -> dict[str, str]:
@@ -88,8 +82,8 @@ def _one_line(res: subprocess.CompletedProcess[str]) -> str:
 def test_every_command_with_the_stack_down_says_what_is_unreachable(tmp_path: Path) -> None:
     env = _env(
         tmp_path,
-        f"127.0.0.1:{_closed_port()}",
-        f"http://127.0.0.1:{_closed_port()}/apis/ccompat/v7",
+        f"127.0.0.1:{closed_port()}",
+        f"http://127.0.0.1:{closed_port()}/apis/ccompat/v7",
     )
     for name, res in _run_all(COMMANDS, env).items():
         line = _one_line(res)
@@ -101,7 +95,7 @@ def test_every_command_with_the_stack_down_says_what_is_unreachable(tmp_path: Pa
 def test_every_command_with_the_registry_alone_down_names_the_registry(
     tmp_path: Path, stack: StackHandle
 ) -> None:
-    url = f"http://127.0.0.1:{_closed_port()}/apis/ccompat/v7"
+    url = f"http://127.0.0.1:{closed_port()}/apis/ccompat/v7"
     env = _env(tmp_path, stack.kafka.bootstrap, url)
     needing = {name: COMMANDS[name] for name in NEED_REGISTRY}
     for name, res in _run_all(needing, env).items():
@@ -112,7 +106,7 @@ def test_every_command_with_the_registry_alone_down_names_the_registry(
 
 def test_bad_flags_name_the_flag_and_start_nothing(tmp_path: Path, stack: StackHandle) -> None:
     env = _env(tmp_path, stack.kafka.bootstrap, stack.registry.url)
-    hdfs = f"hdfs://127.0.0.1:{_closed_port()}/replay"
+    hdfs = f"hdfs://127.0.0.1:{closed_port()}/replay"
     results = _run_all(
         {
             "master": ("aggregate", "--master", "bogus", "--available-now"),
