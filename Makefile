@@ -22,11 +22,18 @@ install: ## venv + pinned Python deps + JVM artifacts from Maven Central + apt p
 test: install ## run the whole test suite against a real local stack
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+FAST := not (integration or spark or cluster or slow)
+
+.PHONY: test-fast
+test-fast: install ## the tests that start no JVM and no broker (under two minutes)
+	$(PY) -m pytest -m "$(FAST)" $(PYTEST_ARGS)
+
 .PHONY: check
 check: install ## lint, format check and type check (what CI runs besides the tests)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 .PHONY: demo
 demo: install ## start the local stack and run the pipeline for a few minutes, then print a summary

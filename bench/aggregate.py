@@ -78,9 +78,9 @@ import pyarrow.parquet as pq
 
 from bench.common import RESULTS, CdrLoader, bench_stack
 from kappa.settings import AggregateSettings, KafkaSettings, RegistrySettings, TopicSettings
-from kappa.stack.testing import StackHandle
-from kappa.stack.topics import compacted_topics, delete_topics, ensure_topics
+from stack.topics import compacted_topics, delete_topics, ensure_topics
 from streams.aggregate.tables import TABLES
+from tests.harness.stack import StackHandle
 
 PROJECT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

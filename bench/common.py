@@ -16,9 +16,9 @@ from confluent_kafka import Producer
 
 from kappa import clients
 from kappa.settings import KafkaSettings, RegistrySettings
-from kappa.stack.testing import StackHandle, running_stack
 from schemas.contract import SchemaName, parsed_schema, register, schema_text, subject
 from schemas.wire import WireEncoder
+from tests.harness.stack import StackHandle, running_stack
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -18,11 +18,11 @@ import time
 
 from bench.common import bench_stack, write_results
 from kappa.settings import StackSettings, TopicSettings
-from kappa.stack.layout import repo_root
 from producers.clock import WallClock
 from producers.generator import CdrGenerator, FaultRates
 from producers.run import ProduceRequest, produce
 from schemas import SchemaName, WireEncoder, load_schema
+from stack.layout import repo_root
 
 PRODUCER_PROPS = {
     "acks": "all",
@@ -90,7 +90,7 @@ def main() -> None:
     with bench_stack() as stack:
         suffix = secrets.token_hex(4)
         topics = TopicSettings(raw=f"bench.produce.{suffix}")
-        from kappa.stack.topics import ensure_topics
+        from stack.topics import ensure_topics
 
         java_topic = f"bench.java.{suffix}"
         ensure_topics(

@@ -43,9 +43,9 @@ from kappa.settings import (
     ReplaySettings,
     StackSettings,
 )
-from kappa.stack.topics import delete_topics, ensure_topics
 from replay.job import read_kafka, read_tasks
 from replay.plan import ReplayPlan, iso, plan
+from stack.topics import delete_topics, ensure_topics
 
 T1 = datetime(2026, 1, 1, tzinfo=UTC)
 T2 = T1 + timedelta(hours=6)

@@ -40,10 +40,10 @@ from confluent_kafka import KafkaError, TopicPartition
 from bench.common import bench_stack, write_results
 from kappa import clients
 from kappa.settings import KafkaSettings, RegistrySettings, TopicSettings, ValidatorSettings
-from kappa.stack.topics import delete_topics, ensure_topics
 from producers.clock import WallClock
 from producers.generator import FaultRates
 from producers.run import ProduceRequest, produce
+from stack.topics import delete_topics, ensure_topics
 from streams.validate.job import RunStats, consumer_tuning, run, transactional_producer
 
 

@@ -1,3 +1,3 @@
-"""telecom-kappa: what every component shares (settings, clients, logging, the CLI)."""
+"""telecom-kappa's base, shared by every layer: settings, clients, logging, errors, topics."""
 
 __version__ = "0.1.0"

@@ -33,3 +33,21 @@ class ServiceUnreachableError(KappaError):
         self.cause = cause
         self.hint = hint
         super().__init__(f"cannot reach {service} at {address} ({cause}); {hint}")
+
+
+class TopicMissingError(KappaError):
+    """``topics`` do not exist (or have no partitions) on the cluster at ``bootstrap``."""
+
+    def __init__(self, topics: list[str], bootstrap: str, hint: str = "") -> None:
+        self.topics = list(topics)
+        self.bootstrap = bootstrap
+        self.hint = hint
+        names = ", ".join(self.topics)
+        verb = "does" if len(self.topics) == 1 else "do"
+        tail = f"; {hint}" if hint else ""
+        super().__init__(f"topic(s) {names} {verb} not exist on {bootstrap}{tail}")
+
+    @property
+    def topic(self) -> str:
+        """The first missing topic (most checks ask for one)."""
+        return self.topics[0]

@@ -3,17 +3,52 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
-from confluent_kafka import OFFSET_END, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import OFFSET_END, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, ClusterMetadata
 
 from kappa import clients
-from kappa.exceptions import KappaError
+from kappa.clients import kafka_unreachable
+from kappa.exceptions import TopicMissingError
 from kappa.settings import KafkaSettings
 
+__all__ = ["TopicCount", "TopicMissingError", "count", "require_topics"]
 
-class TopicMissingError(KappaError):
-    """A topic asked for does not exist."""
+MISSING_HINT = "`kappa stack up` creates the pipeline's topics"
+
+
+class _HasMetadata(Protocol):
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> ClusterMetadata: ...
+
+
+def require_topics(
+    client: _HasMetadata,
+    topics: list[str],
+    bootstrap: str,
+    *,
+    timeout_s: float = 30.0,
+    hint: str = MISSING_HINT,
+) -> dict[str, list[int]]:
+    """The partition ids of each of ``topics``, the one topic-existence check.
+
+    ``client`` is any client with ``list_topics`` (admin, consumer, producer). A
+    broker that does not answer -> ``ServiceUnreachableError``; topics missing, in
+    error or without partitions -> one ``TopicMissingError`` naming them all.
+    """
+    try:
+        meta = client.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise kafka_unreachable(bootstrap, exc) from exc
+    found: dict[str, list[int]] = {}
+    for topic in topics:
+        md = meta.topics.get(topic)
+        if md is not None and md.error is None and md.partitions:
+            found[topic] = sorted(md.partitions)
+    missing = [t for t in topics if t not in found]
+    if missing:
+        raise TopicMissingError(missing, bootstrap, hint)
+    return found
 
 
 @dataclass(frozen=True)
@@ -28,15 +63,12 @@ def count(
     kafka: KafkaSettings, topics: list[str], *, exact: bool = False, timeout_s: float = 30.0
 ) -> list[TopicCount]:
     admin: AdminClient = clients.admin(kafka)
-    md = admin.list_topics(timeout=timeout_s)
+    found = require_topics(admin, topics, kafka.bootstrap, timeout_s=timeout_s)
     consumer = clients.consumer(kafka, group_id="kappa-topics", **{"enable.partition.eof": True})
     out = []
     try:
         for topic in topics:
-            if topic not in md.topics:
-                msg = f"topic {topic} does not exist on {kafka.bootstrap}"
-                raise TopicMissingError(msg)
-            parts = list(md.topics[topic].partitions)
+            parts = found[topic]
             span = 0
             ends: dict[int, int] = {}
             starts: dict[int, int] = {}

@@ -4,7 +4,7 @@ Everything lives under ``KAPPA_AIRFLOW_HOME`` (default ``<KAPPA_STATE_DIR>/airfl
 generated ``airflow.cfg`` (its secrets), the SQLite metadata database, logs, pid
 files, the simple auth manager's generated passwords and the run metrics. The
 DAGs folder is this project's ``orchestration/dags``. Processes are started in
-their own sessions by ``kappa.stack.process.Supervisor`` and stopped by their pid
+their own sessions by ``stack.process.Supervisor`` and stopped by their pid
 files only.
 """
 
@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from kappa.settings import AirflowSettings, StackSettings
-from kappa.stack.net import http_get, port_in_use
-from kappa.stack.process import ServiceSpec, Supervisor, alive
 from orchestration.exceptions import AirflowNotInstalledError, AirflowStartError, NotOnScheduleError
 from orchestration.intervals import INTERVAL, floor_interval, on_schedule
+from stack.net import http_get, port_in_use
+from stack.process import ServiceSpec, Supervisor, alive
 
 log = logging.getLogger(__name__)
 

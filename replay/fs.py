@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlparse
 from pyspark.sql import SparkSession
 
 from replay.exceptions import RangeLockedError
+from streams import spark_errors
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ class HadoopFs:
         try:
             out = self._fs.create(self._path(url), False)
         except Exception as exc:
-            if "FileAlreadyExistsException" in str(exc) or "AlreadyBeingCreated" in str(exc):
+            if spark_errors.file_exists(exc):
                 return False
             raise
         try:

@@ -38,13 +38,13 @@ from replay import job, runner
 from replay.exceptions import ParityError
 from replay.fs import HadoopFs, join, normalize
 from replay.plan import ReplayPlan, iso, to_ms
-from streams.aggregate import job as agg_job
 from streams.aggregate import transforms
+from streams.aggregate.paths import LATE_TABLE, Paths
 from streams.aggregate.tables import TABLES, Params, Table
 
 log = logging.getLogger(__name__)
 
-LATE_DIR = agg_job.LATE_TABLE
+LATE_DIR = LATE_TABLE
 TOLERANCE = 1e-6
 
 
@@ -116,7 +116,7 @@ class ParityReport:
 
 
 def aggregate_root(s: runner.Settings, aggregate_output: str | None) -> str:
-    return normalize(agg_job.Paths.resolve(s.aggregate, s.stack, aggregate_output).output)
+    return normalize(Paths.resolve(s.aggregate, s.stack, aggregate_output).output)
 
 
 def compare(

@@ -9,6 +9,15 @@
   ``name = topic(partitions=3)``; they are deleted after the test.
 - ``hdfs`` (session, started only when a test asks for it): a NameNode + DataNode;
   ``url`` (hdfs://...), ``http_url`` (WebHDFS), ``path("a", "b")``.
+
+Tiers. A test that starts a JVM, a broker or another service carries a marker:
+``integration`` (Kafka, the registry, HDFS, Prometheus, Airflow), ``spark`` (the
+shared Spark session), ``cluster`` (the multi-node cluster), ``slow`` (crash and
+load tests). A test asking for one of the fixtures below gets its marker here, so
+a marker is never forgotten where a fixture says what the test needs; a test that
+starts a service itself (a ``kappa stack up`` subprocess) is marked in its file.
+``make test-fast`` runs the tests with none of these markers: no JVM, no broker,
+under two minutes. ``make test`` runs everything.
 """
 
 from __future__ import annotations
@@ -18,8 +27,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from kappa.stack.containers import running_test_stack
-from kappa.stack.testing import HdfsHandle, StackHandle, TopicFactory, running_hdfs
+from tests.harness.containers import running_test_stack
+from tests.harness.stack import HdfsHandle, StackHandle, TopicFactory, running_hdfs
 
 pytest_plugins = [
     "tests.fixtures.spark",
@@ -27,6 +36,28 @@ pytest_plugins = [
     "tests.fixtures.monitoring",
     "tests.fixtures.cluster",
 ]
+
+TIER_MARKERS = ("integration", "spark", "cluster", "slow")
+"""The markers of tests that need more than the Python process (see the module doc)."""
+
+FIXTURE_MARKERS = {
+    "stack": "integration",
+    "topic": "integration",
+    "hdfs": "integration",
+    "validator_topics": "integration",
+    "prometheus": "integration",
+    "spark": "spark",
+    "cluster": "cluster",
+}
+"""A fixture that starts a service -> the marker of the tests that ask for it."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in FIXTURE_MARKERS.items():
+            if fixture in names and item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")

@@ -48,8 +48,8 @@ from pathlib import Path
 
 import pytest
 
-from kappa.stack.containers import docker_unavailable_reason
-from kappa.stack.net import free_ports, port_open
+from stack.net import free_ports, port_open
+from tests.harness.containers import docker_unavailable_reason
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -104,7 +104,7 @@ SKIPPED: list[tuple[str, str]] = [
     (r"^make bench", "a benchmark: minutes of full load, run on demand, never in the suite"),
     (
         r"--cluster",
-        "the local multi-node cluster (nine JVMs on two cores): tests/kappa/test_chaos.py runs it",
+        "the local multi-node cluster (nine JVMs on two cores): tests/stack/test_chaos.py runs it",
     ),
 ]
 # (pattern, seconds, why): run for that long, then interrupted

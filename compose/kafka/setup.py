@@ -115,7 +115,7 @@ class Topics:
 
     def compacted(self) -> tuple[str, ...]:
         """Keyed by window|key (aggregates) or call_id (late CDRs); readers keep the
-        latest value per key. The same as kappa.stack.topics.compacted_topics."""
+        latest value per key. The same as stack.topics.compacted_topics."""
         return (self.billing, self.network, self.late)
 
 

@@ -45,7 +45,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import reduce
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import KafkaException
@@ -67,6 +66,7 @@ from kappa.settings import (
 from monitoring import metrics
 from monitoring.business import publish_gauges
 from schemas.contract import SchemaName, register, schema_text, subject
+from streams import spark_errors
 from streams.aggregate.checkpoint import Checkpoint, incompatible_message
 from streams.aggregate.decode import Decoders, decode, unknown_id_in
 from streams.aggregate.exceptions import (
@@ -81,6 +81,7 @@ from streams.aggregate.late import (
     LateCapture,
     progress_flags,
 )
+from streams.aggregate.paths import LATE_TABLE, TABLE_FOLDERS, UNDECODABLE_TABLE, Paths
 from streams.aggregate.sinks import (
     ParquetTables,
     avro_value,
@@ -103,9 +104,6 @@ from streams.spark import run_concurrently
 log = logging.getLogger(__name__)
 
 QUERY_NAME = "aggregate"
-LATE_TABLE = "late"
-UNDECODABLE_TABLE = "undecodable"
-TABLE_FOLDERS = (*[t.folder for t in TABLES], LATE_TABLE, UNDECODABLE_TABLE)
 
 STATE_STORE_PROVIDERS = {
     "rocksdb": "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
@@ -122,32 +120,7 @@ def recoverable(exc: BaseException) -> bool:
     was never fetched (NullPointerException in ``KafkaMicroBatchStream.metrics``). The
     batch's sink output and its commit are written before the report, so restarting the
     query once more simply goes on with the next batch."""
-    text = str(exc)
-    return ("KafkaMicroBatchStream" in text and "NullPointerException" in text) or (
-        "Option.get()" in text and "is null" in text
-    )
-
-
-def _location(value: str) -> str:
-    """A Hadoop URL as given; a plain path made absolute."""
-    return value.rstrip("/") if "://" in value else str(Path(value).resolve())
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Where the job writes: the Parquet root and the checkpoint, each a local path or a
-    Hadoop URL (``file://``, ``hdfs://``)."""
-
-    output: str
-    checkpoint: str
-
-    @classmethod
-    def resolve(
-        cls, settings: AggregateSettings, stack: StackSettings, output: str | None = None
-    ) -> Paths:
-        out = output or settings.output or str(stack.state_dir / "aggregate")
-        ckpt = settings.checkpoint_dir or str(stack.state_dir / "checkpoints" / "aggregate")
-        return cls(output=_location(out), checkpoint=_location(ckpt))
+    return spark_errors.progress_report_bug(exc)
 
 
 @dataclass
@@ -481,11 +454,11 @@ def start(
     try:
         query = launch()
     except Exception as exc:
-        text = str(exc)
-        if _checkpoint_mismatch(text):
+        if spark_errors.checkpoint_mismatch(exc):
             raise IncompatibleCheckpointError(incompatible_message(paths.checkpoint)) from exc
-        if "IllegalArgumentException" in text or "interval" in text.lower():
-            msg = f"bad trigger {trigger or settings.trigger!r}: {text.splitlines()[0][:300]}"
+        if spark_errors.bad_trigger(exc):
+            why = spark_errors.first_line(exc, 300)
+            msg = f"bad trigger {trigger or settings.trigger!r}: {why}"
             raise BadSettingError(msg) from exc
         raise
     log.info(
@@ -552,14 +525,12 @@ def run(
                 if handle.recover(exc):
                     continue
                 history.extend(handle.history)
-                text = str(exc)
-                if _checkpoint_mismatch(text):
+                if spark_errors.checkpoint_mismatch(exc):
                     msg = incompatible_message(handle.paths.checkpoint)
                     raise IncompatibleCheckpointError(msg) from exc
-                schema_id = unknown_id_in(text)
+                schema_id = unknown_id_in(str(exc))
                 if schema_id is None or schema_id in seen_unknown:
-                    first = text.strip().splitlines()[0] if text.strip() else repr(exc)
-                    msg = f"the aggregation query failed: {first[:500]}"
+                    msg = f"the aggregation query failed: {spark_errors.first_line(exc)}"
                     raise AggregateError(msg) from exc
                 seen_unknown.add(schema_id)
                 log.warning(
@@ -574,11 +545,6 @@ def run(
     finally:
         if handle is not None and handle.query.isActive:
             handle.stop()
-
-
-def _checkpoint_mismatch(text: str) -> bool:
-    """Spark's own words for a checkpoint that does not fit the query."""
-    return "sources in the checkpoint" in text or "STATE_STORE_" in text
 
 
 @dataclass(frozen=True)

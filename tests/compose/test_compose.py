@@ -22,8 +22,8 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
+from cli import _register, cli
 from kappa import settings
-from kappa.cli import _register, cli
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = ROOT / "compose"

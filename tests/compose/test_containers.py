@@ -1,4 +1,4 @@
-"""kappa.stack.containers without a Docker engine: the choice, and the fallback."""
+"""tests.harness.containers without a Docker engine: the choice, and the fallback."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kappa.stack import containers
-from kappa.stack.containers import (
+from tests.harness import containers
+from tests.harness.containers import (
     ContainerStackError,
     docker_unavailable_reason,
     stack_kind,

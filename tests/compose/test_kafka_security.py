@@ -27,8 +27,8 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from kappa.settings import StackSettings
-from kappa.stack.layout import repo_root
-from kappa.stack.net import LOOPBACK, free_ports
+from stack.layout import repo_root
+from stack.net import LOOPBACK, free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 KAFKA_DIR = ROOT / "compose" / "kafka"

@@ -27,19 +27,19 @@ import pytest
 
 from kappa import clients
 from kappa.settings import TopicSettings
-from kappa.stack.net import free_ports
-from kappa.stack.testing import StackHandle, TopicFactory
 from monitoring import prometheus_config as pc
 from orchestration import runmetrics
 from schemas.contract import register_topic_schemas
+from stack.net import free_ports
 from tests.fixtures.monitoring import Prometheus
+from tests.harness.stack import StackHandle, TopicFactory
 from tests.monitoring.promql import dashboard_queries, instantiate, metric_names
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(660)]
 
 KAPPA = str(Path(sys.executable).with_name("kappa"))
 SETTLE_TIMEOUT_S = 420.0  # Spark alone took 5 min at load 21 on 2 cores
-COMMANDS = {"validate": "kappa.cli.validate", "aggregate": "kappa.cli.aggregate"}
+COMMANDS = {"validate": "cli.validate", "aggregate": "cli.aggregate"}
 #: Which scrape job owns the metrics of a prefix. Every process imports monitoring.metrics,
 #: so an unlabelled counter shows up (as 0) everywhere: a series alone proves little.
 OWNERS = {

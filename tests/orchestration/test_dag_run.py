@@ -29,11 +29,11 @@ import pytest
 
 from kappa import clients
 from kappa.settings import AggregateSettings
-from kappa.stack.testing import StackHandle, TopicFactory
 from orchestration import runmetrics
 from replay.plan import range_id
 from schemas import SchemaName, WireEncoder
 from schemas.contract import load_schema, register, schema_text, subject
+from tests.harness.stack import StackHandle, TopicFactory
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 
@@ -225,7 +225,7 @@ def test_each_run_replays_verifies_and_reports_its_interval(
 def test_a_backfill_equals_kappa_replay_per_interval(
     backfill: Backfill, airflow_db: Path, scenario: Scenario, tmp_path: Path
 ) -> None:
-    from kappa.cli import main
+    from cli import main
 
     cli_out = tmp_path / "cli"
     for start, end in INTERVALS:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from kappa.cli.airflow import airflow
+from cli.airflow import airflow
 from kappa.settings import AirflowSettings, StackSettings
 from orchestration import callables
 from orchestration.exceptions import NotOnScheduleError

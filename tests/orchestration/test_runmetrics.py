@@ -14,9 +14,9 @@ from prometheus_client import start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
-from kappa.stack.net import free_port
 from orchestration import runmetrics
 from orchestration.runmetrics import RunFigures
+from stack.net import free_port
 
 T0 = datetime(2026, 3, 2, 6, tzinfo=UTC)
 T1 = datetime(2026, 3, 2, 12, tzinfo=UTC)

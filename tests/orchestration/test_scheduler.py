@@ -28,11 +28,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from kappa.stack.net import free_port
-from kappa.stack.testing import StackHandle, TopicFactory
 from orchestration import runmetrics
 from orchestration.intervals import last_complete
 from replay.plan import range_id
+from stack.net import free_port
+from tests.harness.stack import StackHandle, TopicFactory
 from tests.orchestration.live import LiveAirflow
 from tests.orchestration.test_dag_run import write_valid
 

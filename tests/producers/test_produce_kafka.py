@@ -14,10 +14,10 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from kappa import clients
 from kappa.settings import TopicSettings
-from kappa.stack.testing import StackHandle, TopicFactory
 from producers.clock import SimulatedClock
 from producers.generator import FaultRates
 from producers.run import ProduceRequest, produce
+from tests.harness.stack import StackHandle, TopicFactory
 
 pytestmark = pytest.mark.integration
 
@@ -136,7 +136,7 @@ def test_cli_rate_and_summary(stack: StackHandle, topic: TopicFactory) -> None:
 )
 def test_bad_flags_get_a_message_not_a_traceback(args: list[str], message: str) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "kappa", "produce", *args],
+        [sys.executable, "-m", "cli", "produce", *args],
         capture_output=True,
         text=True,
         check=False,

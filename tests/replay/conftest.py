@@ -13,10 +13,10 @@ import pytest
 
 from kappa import clients
 from kappa.settings import AggregateSettings, ReplaySettings
-from kappa.stack.testing import StackHandle, TopicFactory
 from replay import runner
 from schemas import SchemaName, WireEncoder, parsed_schema, schema_text
 from schemas.contract import register, subject
+from tests.harness.stack import StackHandle, TopicFactory
 
 # A fixed, closed past: 2026-01-01, UTC.
 DAY = datetime(2026, 1, 1, tzinfo=UTC)

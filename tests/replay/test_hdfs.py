@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
-from kappa.stack.testing import HdfsHandle, StackHandle
 from replay import runner
 from replay.fs import HadoopFs
 from replay.plan import range_id
+from tests.harness.stack import HdfsHandle, StackHandle
 from tests.replay.conftest import DAY, CdrTopic, cdr, minutes, settings_for, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]

@@ -12,11 +12,11 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as sf
 
-from kappa.cli import main
+from cli import main
 from kappa.settings import AggregateSettings, ReplaySettings, TopicSettings
-from kappa.stack.testing import StackHandle, TopicFactory
 from replay import parity, runner
 from streams.aggregate.tables import BILLING
+from tests.harness.stack import StackHandle, TopicFactory
 from tests.streams.aggregate.dataset import (
     STEPS,
     T0,

@@ -9,9 +9,9 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from kappa import clients
-from kappa.stack.testing import StackHandle
 from replay.plan import plan
 from schemas import SchemaName, WireEncoder, parsed_schema
+from tests.harness.stack import StackHandle
 from tests.replay.conftest import DAY, CdrTopic, cdr, minutes
 from tests.streams.aggregate.dataset import STEPS, T0, at, produce_step
 

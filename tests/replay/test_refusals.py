@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import TopicPartition
 
+from cli import main
 from kappa import clients
-from kappa.cli import main
-from kappa.stack.testing import StackHandle
+from tests.harness.stack import StackHandle
 from tests.replay.conftest import DAY, CdrTopic, cdr, minutes
 
 pytestmark = pytest.mark.integration

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
-from kappa.stack.testing import StackHandle
 from replay import api, runner
 from replay.exceptions import ReplayFailedError, ReplayVerificationError
 from replay.plan import range_id
 from streams.aggregate import tables
+from tests.harness.stack import StackHandle
 from tests.replay.conftest import DAY, CdrTopic, cdr, minutes, settings_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]

@@ -9,10 +9,10 @@ import pytest
 
 from kappa import clients
 from kappa.settings import TopicSettings
-from kappa.stack.testing import StackHandle
 from schemas import SchemaName, load_schema
 from schemas.contract import register, register_topic_schemas, subject
 from schemas.exceptions import IncompatibleSchemaError
+from tests.harness.stack import StackHandle
 
 pytestmark = pytest.mark.integration
 

@@ -19,12 +19,12 @@ from confluent_kafka import Producer
 
 from kappa import clients
 from kappa.settings import AggregateSettings, KafkaSettings, StackSettings, TopicSettings
-from kappa.stack.testing import StackHandle
 from schemas.contract import SchemaName, parsed_schema, register, schema_text, subject
 from schemas.wire import WireEncoder
 from streams.aggregate import job
 from streams.aggregate.checkpoint import Checkpoint
 from streams.aggregate.job import AggregateQuery
+from tests.harness.stack import StackHandle
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 A, B, C = "+94770000001", "+94770000002", "+94770000003"

@@ -14,9 +14,9 @@ from pyspark.sql import SparkSession
 
 from kappa import clients
 from kappa.settings import AggregateSettings, TopicSettings
-from kappa.stack.testing import HdfsHandle
 from schemas.contract import SchemaName, parsed_schema, register, schema_text, subject
 from schemas.wire import WireEncoder
+from tests.harness.stack import HdfsHandle
 from tests.streams.aggregate import expected
 from tests.streams.aggregate.dataset import STEPS, drain, produce_step, watermark_after
 

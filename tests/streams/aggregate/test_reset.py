@@ -15,6 +15,7 @@ from kappa.settings import AggregateSettings, StackSettings
 from streams.aggregate import job
 from streams.aggregate.checkpoint import LATE_FILE, SHAPE_FILE, Checkpoint
 from streams.aggregate.exceptions import IncompatibleCheckpointError
+from streams.aggregate.paths import Paths
 
 pytestmark = [pytest.mark.integration]
 
@@ -68,7 +69,7 @@ def test_reset_moves_the_checkpoint_and_its_tables_aside(
     (out / "billing_realtime").mkdir(parents=True)
     (out / "billing_realtime" / "batch-0-part-0.parquet").write_bytes(b"x")
     settings = AggregateSettings(checkpoint_dir=str(ckpt), output=str(out))
-    paths = job.Paths.resolve(settings, StackSettings())
+    paths = Paths.resolve(settings, StackSettings())
     report = job.reset(spark, paths)
     assert report.checkpoint is not None
     moved = Path(report.checkpoint)

@@ -1,0 +1,121 @@
+"""The ``kappa`` console script: one subcommand per job.
+
+Every setting can come from a ``KAPPA_*`` environment variable (``kappa
+settings`` lists them with their values); a flag, where there is one, wins.
+Failures end in one line, ``kappa: error: ...``, and an exit code
+(``kappa.exceptions``: 1 failed, 2 bad flag or setting, 3 a service unreachable,
+130 interrupted).
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import Any
+
+import click
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings
+
+from kappa.exceptions import EXIT_BAD_SETTING, EXIT_INTERRUPTED, KappaError
+from kappa.logging import configure_logging
+
+EPILOG = (
+    "Settings come from KAPPA_* environment variables, e.g. KAPPA_KAFKA_BOOTSTRAP, "
+    "KAPPA_SCHEMA_REGISTRY_URL, KAPPA_STATE_DIR; `kappa settings` lists every one."
+)
+
+
+@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    envvar="KAPPA_LOG_LEVEL",
+    show_envvar=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+@click.version_option(package_name="telecom-kappa")
+def cli(log_level: str) -> None:
+    """telecom-kappa: a streaming-first Kappa pipeline for call detail records."""
+    configure_logging(log_level)
+
+
+def _register() -> None:
+    from cli import produce as produce_cmd
+    from cli import settings as settings_cmd
+    from cli import topics as topics_cmd
+
+    cli.add_command(produce_cmd.produce)
+    cli.add_command(settings_cmd.settings)
+    cli.add_command(topics_cmd.topics)
+    for module, name in (
+        ("cli.stack", "stack"),
+        ("cli.validate", "validate"),
+        ("cli.validate", "dlq"),
+        ("cli.validate", "ledger"),
+        ("cli.validate", "quality"),
+        ("cli.aggregate", "aggregate"),
+        ("cli.replay", "replay"),
+        ("cli.replay", "parity"),
+        ("cli.airflow", "airflow"),
+    ):
+        try:
+            mod = __import__(module, fromlist=[name])
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        cli.add_command(getattr(mod, name))
+
+
+def main(argv: list[str] | None = None) -> Any:
+    # confluent-kafka's registry client imports authlib, which warns on import.
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    _quiet_authlib()
+    _register()
+    try:
+        return cli.main(args=argv, prog_name="kappa", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ValidationError as exc:
+        click.echo(f"kappa: error: invalid setting: {_describe(exc)}", err=True)
+        sys.exit(EXIT_BAD_SETTING)
+    except KappaError as exc:
+        click.echo(f"kappa: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        from cli.errors import explain
+
+        known = explain(exc)
+        if known is None:
+            raise
+        click.echo(f"kappa: error: {known}", err=True)
+        sys.exit(known.exit_code)
+
+
+def _quiet_authlib() -> None:
+    try:
+        from authlib.deprecate import AuthlibDeprecationWarning  # sets an 'always' filter
+    except ImportError:
+        return
+    warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    prefix = ""
+    title = exc.title
+    from kappa import settings as s
+
+    for cls in vars(s).values():
+        if isinstance(cls, type) and issubclass(cls, BaseSettings) and cls.__name__ == title:
+            prefix = str(cls.model_config.get("env_prefix", ""))
+    for err in exc.errors():
+        field = ".".join(str(x) for x in err["loc"])
+        parts.append(f"{prefix}{field}".upper() + f": {err['msg']} (got {err.get('input')!r})")
+    return "; ".join(parts)
