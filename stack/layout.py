@@ -14,7 +14,7 @@ INSTALL_HINT = "run `make install` (or scripts/install_jvm.sh)"
 
 def repo_root() -> Path:
     """The checkout this package runs from."""
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[1]
 
 
 def templates_dir() -> Path:

@@ -94,6 +94,7 @@ def own_stack(tmp_path: Path) -> Iterator[LocalStack]:
         assert not _our_pids(local.layout.state_dir)
 
 
+@pytest.mark.integration
 def test_up_status_down_and_schemas_survive_a_restart(own_stack: LocalStack) -> None:
     state_dir = own_stack.layout.state_dir
     rows = {r.name: r for r in own_stack.up()}
