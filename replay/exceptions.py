@@ -21,8 +21,14 @@ class RangeExpiredError(ReplayError):
     """Part of the range is older than what the topic still holds (retention)."""
 
 
-class TopicMissingError(ReplayError):
-    """The topic to replay does not exist or the broker cannot be reached."""
+class PlanningError(ReplayError):
+    """The broker answered but could not say which offsets hold the range of ``topic``."""
+
+    def __init__(self, topic: str, bootstrap: str, cause: str) -> None:
+        self.topic = topic
+        self.bootstrap = bootstrap
+        self.cause = cause
+        super().__init__(f"could not plan the replay of {topic} at {bootstrap}: {cause}")
 
 
 class ReplayFailedError(ReplayError):

@@ -32,17 +32,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import ConfigResource
 
 from kappa import clients
 from kappa.clients import kafka_unreachable
+from kappa.exceptions import KappaError
 from kappa.settings import KafkaSettings
+from kappa.topics import require_topics
 from replay.exceptions import (
+    PlanningError,
     RangeExpiredError,
     RangeNotClosedError,
     ReversedRangeError,
-    TopicMissingError,
 )
 
 log = logging.getLogger(__name__)
@@ -240,8 +242,7 @@ def plan(
             for p in partitions
         }
     except KafkaException as exc:
-        msg = f"could not plan the replay of {topic} at {kafka.bootstrap}: {exc.args[0]}"
-        raise TopicMissingError(msg) from exc
+        raise _planning_error(kafka, topic, exc) from exc
     finally:
         consumer.close()
     spans = []
@@ -268,16 +269,28 @@ def plan(
 
 
 def _partitions(consumer: Consumer, kafka: KafkaSettings, topic: str) -> list[int]:
-    try:
-        md = consumer.list_topics(topic, timeout=TIMEOUT_S)
-    except KafkaException as exc:
-        raise kafka_unreachable(kafka.bootstrap, exc) from exc
-    meta = md.topics.get(topic)
-    if meta is None or meta.error is not None or not meta.partitions:
-        why = meta.error.str() if meta is not None and meta.error is not None else "no partitions"
-        msg = f"topic {topic} is not available at {kafka.bootstrap} ({why}); is the stack up?"
-        raise TopicMissingError(msg)
-    return sorted(meta.partitions)
+    """The topic's partition ids (``kappa.exceptions.TopicMissingError`` when it has none)."""
+    return require_topics(consumer, [topic], kafka.bootstrap, timeout_s=TIMEOUT_S)[topic]
+
+
+_UNREACHABLE_CODES = frozenset(
+    {
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._TIMED_OUT,
+        KafkaError.REQUEST_TIMED_OUT,
+    }
+)
+
+
+def _planning_error(kafka: KafkaSettings, topic: str, exc: KafkaException) -> KappaError:
+    """A broker gone quiet while planning is unreachable; any other Kafka error a
+    ``PlanningError`` naming it."""
+    err = exc.args[0] if exc.args else None
+    if isinstance(err, KafkaError) and err.code() in _UNREACHABLE_CODES:
+        return kafka_unreachable(kafka.bootstrap, exc)
+    cause = err.str() if isinstance(err, KafkaError) else str(err)
+    return PlanningError(topic, kafka.bootstrap, cause)
 
 
 def _retention_ms(kafka: KafkaSettings, topic: str) -> int | None:

@@ -80,3 +80,32 @@ def test_names_and_spark_offsets() -> None:
     assert json.loads(plan.assign_json()) == {"cdr.valid": [0, 1]}
     assert plan.offsets_to_read == 6
     assert plan.to_dict()["partitions"][1] == {"partition": 1, "start_offset": 4, "end_offset": 4}
+
+
+def test_a_broker_gone_quiet_while_planning_is_unreachable() -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    from kappa.exceptions import EXIT_UNREACHABLE, ServiceUnreachableError
+    from kappa.settings import KafkaSettings
+    from replay.plan import _planning_error
+
+    kafka = KafkaSettings(bootstrap="127.0.0.1:1")
+    err = _planning_error(kafka, "cdr.valid", KafkaException(KafkaError(KafkaError._TIMED_OUT)))
+    assert isinstance(err, ServiceUnreachableError)
+    assert err.exit_code == EXIT_UNREACHABLE
+    assert err.address == "127.0.0.1:1"
+
+
+def test_another_kafka_error_while_planning_names_the_topic() -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    from kappa.settings import KafkaSettings
+    from replay.exceptions import PlanningError
+    from replay.plan import _planning_error
+
+    kafka = KafkaSettings(bootstrap="127.0.0.1:1")
+    cause = KafkaException(KafkaError(KafkaError.LEADER_NOT_AVAILABLE))
+    err = _planning_error(kafka, "cdr.valid", cause)
+    assert isinstance(err, PlanningError)
+    assert (err.topic, err.bootstrap) == ("cdr.valid", "127.0.0.1:1")
+    assert str(err).startswith("could not plan the replay of cdr.valid at 127.0.0.1:1: ")

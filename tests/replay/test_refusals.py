@@ -84,4 +84,4 @@ def test_records_deleted_from_the_range(
 
 def test_missing_topic(refuse: Refuse) -> None:
     err = refuse("no.such.topic", "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z")
-    assert "topic no.such.topic is not available" in err
+    assert "topic(s) no.such.topic does not exist" in err
