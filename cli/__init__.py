@@ -72,7 +72,6 @@ def _register() -> None:
 def main(argv: list[str] | None = None) -> Any:
     # confluent-kafka's registry client imports authlib, which warns on import.
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    _quiet_authlib()
     _register()
     try:
         return cli.main(args=argv, prog_name="kappa", standalone_mode=False)
@@ -96,14 +95,6 @@ def main(argv: list[str] | None = None) -> Any:
             raise
         click.echo(f"kappa: error: {known}", err=True)
         sys.exit(known.exit_code)
-
-
-def _quiet_authlib() -> None:
-    try:
-        from authlib.deprecate import AuthlibDeprecationWarning  # sets an 'always' filter
-    except ImportError:
-        return
-    warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
 
 
 def _describe(exc: ValidationError) -> str:

@@ -5,6 +5,7 @@ Nothing here runs at import time; each job asks for the clients it needs.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
@@ -14,11 +15,38 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from kappa.exceptions import ServiceUnreachableError
 from kappa.settings import KafkaSettings, RegistrySettings
 
+RETRIED = frozenset({"FAIL", "GETPID", "REQTMOUT", "DISCONNECT"})
+"""librdkafka log facilities of failures it retries by itself (a broker restarting,
+a connection refused); a command that gives up says so in its own error."""
+
+
+class _Retried(logging.Filter):
+    """librdkafka's errors that it retries, logged as warnings."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.WARNING and str(record.args[0] if record.args else "") in (
+            RETRIED
+        ):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+LIBRDKAFKA = logging.getLogger("kappa.librdkafka")
+"""Where every Kafka client's own log lines go: this project's log format, not
+librdkafka's raw ``%3|...|FAIL|`` lines on stderr."""
+LIBRDKAFKA.addFilter(_Retried())
+
+
+def log_config() -> dict[str, Any]:
+    """The librdkafka property that routes a client's log lines to ``LIBRDKAFKA``."""
+    return {"logger": LIBRDKAFKA}
+
 
 def producer(kafka: KafkaSettings, **overrides: Any) -> Producer:
     """An idempotent, acks=all producer; ``overrides`` are librdkafka properties."""
     conf: dict[str, Any] = {
         **kafka.client_config(),
+        **log_config(),
         "enable.idempotence": True,
         "acks": "all",
         # Java-compatible key hashing, so that any client co-partitions by key.
@@ -37,6 +65,7 @@ def consumer(kafka: KafkaSettings, group_id: str, **overrides: Any) -> Consumer:
     """A consumer that commits nothing by itself and reads committed data only."""
     conf: dict[str, Any] = {
         **kafka.client_config(),
+        **log_config(),
         "group.id": group_id,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
@@ -47,7 +76,7 @@ def consumer(kafka: KafkaSettings, group_id: str, **overrides: Any) -> Consumer:
 
 
 def admin(kafka: KafkaSettings) -> AdminClient:
-    return AdminClient(kafka.client_config())
+    return AdminClient({**kafka.client_config(), **log_config()})
 
 
 def registry(settings: RegistrySettings) -> SchemaRegistryClient:
