@@ -24,9 +24,8 @@ class _Retried(logging.Filter):
     """librdkafka's errors that it retries, logged as warnings."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno > logging.WARNING and str(record.args[0] if record.args else "") in (
-            RETRIED
-        ):
+        args = record.args if isinstance(record.args, tuple) else ()
+        if record.levelno > logging.WARNING and args and str(args[0]) in RETRIED:
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
 
