@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from cli.options import UTC_TIME, env_help
+from kappa.progress import ProgressLine
 from kappa.settings import KafkaSettings, ProducerSettings, RegistrySettings, TopicSettings
 from monitoring import metrics
 from producers.clock import Clock, SimulatedClock, WallClock
@@ -135,18 +136,15 @@ def produce(  # noqa: PLR0917 - click passes every option by position
         clock=the_clock,
         topic=topic,
     )
-    stats = run_produce(
-        KafkaSettings(),
-        RegistrySettings(),
-        TopicSettings(),
-        req,
-        on_progress=None if as_json else _progress,
-    )
+    with ProgressLine("produced", count, unit="CDRs", enabled=False if as_json else None) as line:
+        stats = run_produce(
+            KafkaSettings(),
+            RegistrySettings(),
+            TopicSettings(),
+            req,
+            on_progress=lambda s: line.update(s.sent),
+        )
     _summary(stats, seed, topic or TopicSettings().raw, as_json)
-
-
-def _progress(stats: ProduceStats) -> None:
-    click.echo(f"  {stats.sent:>10,} sent  {stats.rate:>10,.0f}/s", err=True)
 
 
 def _summary(stats: ProduceStats, seed: int, topic: str, as_json: bool) -> None:

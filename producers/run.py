@@ -22,6 +22,9 @@ from schemas.contract import register_legacy, register_topic_schemas
 
 log = logging.getLogger(__name__)
 
+PROGRESS_EVERY_S = 0.25
+"""How often ``produce`` hands its figures to ``on_progress``."""
+
 
 @dataclass
 class ProduceStats:
@@ -105,7 +108,7 @@ def produce(
     count = req.count if req.count is not None else float("inf")
     deadline = started + req.duration_s if req.duration_s is not None else float("inf")
     interval = 1.0 / req.rate if req.rate > 0 else 0.0
-    next_report = started + 5.0
+    next_report = started + PROGRESS_EVERY_S
     produce_msg = producer.produce
     poll = producer.poll
     kinds = stats.by_kind
@@ -139,7 +142,7 @@ def produce(
             if on_progress is not None and now >= next_report:
                 stats.seconds = now - started
                 on_progress(stats)
-                next_report = now + 5.0
+                next_report = now + PROGRESS_EVERY_S
     remaining = producer.flush(60)
     stats.seconds = time.monotonic() - started
     if remaining:
