@@ -77,6 +77,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from bench.common import RESULTS, CdrLoader, bench_stack
+from kappa.progress import ProgressLine
 from kappa.settings import AggregateSettings, KafkaSettings, RegistrySettings, TopicSettings
 from stack.topics import compacted_topics, delete_topics, ensure_topics
 from streams.aggregate.tables import TABLES
@@ -116,24 +117,27 @@ def load(kafka: KafkaSettings, registry: RegistrySettings, topic: str, n: int, s
     types = ("VOICE",) * 6 + ("SMS",) * 3 + ("DATA",)
     late = 0
     began = time.perf_counter()
-    for i in range(n):
-        t = T0 + STEP * i
-        if rnd.random() < LATE_SHARE:
-            t -= LATE_BY
-            late += 1
-        call_type = types[rnd.randrange(10)]
-        rec = {
-            "call_id": f"{i:012d}",
-            "caller_num": f"+9477{rnd.randrange(5000):07d}",
-            "callee_num": f"+9477{rnd.randrange(5000):07d}",
-            "call_type": call_type,
-            "duration_sec": 0 if call_type == "SMS" else rnd.randrange(1, 600),
-            "event_time": t,
-            "tower_id": f"TWR-{rnd.randrange(50):04d}",
-            "signal_strength": rnd.randrange(1, 6),
-            "data_volume_kb": rnd.randrange(1, 50_000) if call_type == "DATA" else 0,
-        }
-        loader.send(rec, int(t.timestamp() * 1000))
+    with ProgressLine("loaded", n, unit="CDRs") as line:
+        for i in range(n):
+            t = T0 + STEP * i
+            if rnd.random() < LATE_SHARE:
+                t -= LATE_BY
+                late += 1
+            call_type = types[rnd.randrange(10)]
+            rec = {
+                "call_id": f"{i:012d}",
+                "caller_num": f"+9477{rnd.randrange(5000):07d}",
+                "callee_num": f"+9477{rnd.randrange(5000):07d}",
+                "call_type": call_type,
+                "duration_sec": 0 if call_type == "SMS" else rnd.randrange(1, 600),
+                "event_time": t,
+                "tower_id": f"TWR-{rnd.randrange(50):04d}",
+                "signal_strength": rnd.randrange(1, 6),
+                "data_volume_kb": rnd.randrange(1, 50_000) if call_type == "DATA" else 0,
+            }
+            loader.send(rec, int(t.timestamp() * 1000))
+            if not i & 4095:
+                line.update(i + 1)
     loader.flush()
     return Loaded(n, late, time.perf_counter() - began)
 

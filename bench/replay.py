@@ -36,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.common import CdrLoader, bench_stack, write_results
+from kappa.progress import ProgressLine
 from kappa.settings import (
     AggregateSettings,
     KafkaSettings,
@@ -43,8 +44,8 @@ from kappa.settings import (
     ReplaySettings,
     StackSettings,
 )
-from replay.job import read_kafka, read_tasks
 from replay.plan import ReplayPlan, iso, plan
+from replay.read import read_kafka, read_tasks
 from stack.topics import delete_topics, ensure_topics
 
 T1 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -63,23 +64,26 @@ def load(kafka: KafkaSettings, registry: RegistrySettings, topic: str, n: int) -
     edge = max(1, n // 100)
     t1_ms = int(T1.timestamp() * 1000)
     began = time.perf_counter()
-    for i in range(-edge, n + edge):
-        ms = t1_ms + (i * span_ms) // n if i >= 0 else t1_ms - (-i * 600_000) // edge
-        if i >= n:
-            ms = t1_ms + span_ms + ((i - n) * 600_000) // edge
-        call_type = TYPES[i % 10]
-        rec = {
-            "call_id": f"b-{i}",
-            "caller_num": CALLERS[(i * 7919) % 5000],
-            "callee_num": CALLERS[(i * 104729 + 1) % 5000],
-            "call_type": call_type,
-            "duration_sec": 0 if call_type == "SMS" else (i * 31) % 1800,
-            "event_time": ms,
-            "tower_id": TOWERS[(i * 13) % 50],
-            "signal_strength": 1 + (i * 17) % 5,
-            "data_volume_kb": (i * 101) % 20_000 if call_type == "DATA" else 0,
-        }
-        loader.send(rec, ms)
+    with ProgressLine("loaded", n + 2 * edge, unit="CDRs") as line:
+        for i in range(-edge, n + edge):
+            ms = t1_ms + (i * span_ms) // n if i >= 0 else t1_ms - (-i * 600_000) // edge
+            if i >= n:
+                ms = t1_ms + span_ms + ((i - n) * 600_000) // edge
+            call_type = TYPES[i % 10]
+            rec = {
+                "call_id": f"b-{i}",
+                "caller_num": CALLERS[(i * 7919) % 5000],
+                "callee_num": CALLERS[(i * 104729 + 1) % 5000],
+                "call_type": call_type,
+                "duration_sec": 0 if call_type == "SMS" else (i * 31) % 1800,
+                "event_time": ms,
+                "tower_id": TOWERS[(i * 13) % 50],
+                "signal_strength": 1 + (i * 17) % 5,
+                "data_volume_kb": (i * 101) % 20_000 if call_type == "DATA" else 0,
+            }
+            loader.send(rec, ms)
+            if not i & 4095:
+                line.update(i + edge + 1)
     loader.flush()
     return loader.sent, time.perf_counter() - began
 
