@@ -9,8 +9,12 @@ Failures end in one line, ``kappa: error: ...``, and an exit code
 
 from __future__ import annotations
 
+import logging
+import signal
 import sys
+import threading
 import warnings
+from types import FrameType
 from typing import Any
 
 import click
@@ -69,32 +73,62 @@ def _register() -> None:
         cli.add_command(getattr(mod, name))
 
 
+class _Interrupt:
+    """Whether this process was interrupted (Ctrl-C, SIGINT): a terminal sends it to
+    the whole process group, so Spark's JVM dies with us and the py4j or Spark errors
+    that follow are consequences, reported as the interruption they are."""
+
+    seen = False
+
+    @classmethod
+    def handler(cls, signum: int, frame: FrameType | None) -> None:
+        cls.seen = True
+        # What comes next is py4j losing its JVM: not worth a log line.
+        logging.getLogger("py4j").setLevel(logging.CRITICAL)
+        signal.default_int_handler(signum, frame)
+
+
 def main(argv: list[str] | None = None) -> Any:
     # confluent-kafka's registry client imports authlib, which warns on import.
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     _register()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _Interrupt.handler)
     try:
         return cli.main(args=argv, prog_name="kappa", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    except click.ClickException as exc:
+    except SystemExit as exc:
+        if _Interrupt.seen and exc.code not in (0, None):
+            _interrupted()
+        raise
+    except BaseException as exc:
+        if _Interrupt.seen or isinstance(exc, (KeyboardInterrupt, click.exceptions.Abort)):
+            _interrupted()
+        _fail(exc)
+
+
+def _interrupted() -> None:
+    click.echo("kappa: interrupted", err=True)
+    sys.exit(EXIT_INTERRUPTED)
+
+
+def _fail(exc: BaseException) -> None:
+    """One line and the exit code for ``exc``; re-raised if it means nothing known."""
+    if isinstance(exc, click.ClickException):
         exc.show()
         sys.exit(exc.exit_code)
-    except ValidationError as exc:
+    if isinstance(exc, ValidationError):
         click.echo(f"kappa: error: invalid setting: {_describe(exc)}", err=True)
         sys.exit(EXIT_BAD_SETTING)
-    except KappaError as exc:
+    if isinstance(exc, KappaError):
         click.echo(f"kappa: error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except Exception as exc:
-        from cli.errors import explain
+    from cli.errors import explain
 
-        known = explain(exc)
-        if known is None:
-            raise
-        click.echo(f"kappa: error: {known}", err=True)
-        sys.exit(known.exit_code)
+    known = explain(exc)
+    if known is None:
+        raise exc
+    click.echo(f"kappa: error: {known}", err=True)
+    sys.exit(known.exit_code)
 
 
 def _describe(exc: ValidationError) -> str:
