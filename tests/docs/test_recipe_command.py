@@ -4,12 +4,14 @@ A click command written as the recipe says (settings read once, a flag that wins
 ``KAPPA_*`` variable and names it in its help, expected failures as ``KappaError``) is
 added to the ``kappa`` group as ``cli._register`` adds the project's commands, then run
 with click's ``CliRunner`` and through ``cli.main``, the console script. The fixture puts
-the group's commands, the root logger and the warning filters back as they were.
+the group's commands, the loggers' levels and handlers, the warning filters and the SIGINT
+handler back as they were.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import warnings
 from collections.abc import Iterator
 
@@ -45,6 +47,14 @@ def topic_layout(partitions: int | None, only: str | None) -> None:
         click.echo(f"{name} {topics.partitions}")
 
 
+def _logger_levels() -> dict[str, int]:
+    return {
+        name: logger.level
+        for name, logger in logging.root.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
+
+
 @pytest.fixture
 def kappa_group() -> Iterator[click.Group]:
     """The ``kappa`` group with the new command added (what ``_register`` does); everything
@@ -53,7 +63,8 @@ def kappa_group() -> Iterator[click.Group]:
     commands = dict(group.commands)
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    noisy = {name: logging.getLogger(name).level for name in logging.root.manager.loggerDict}
+    levels = _logger_levels()
+    sigint = signal.getsignal(signal.SIGINT)  # main() may install its own handler
     assert NAME not in group.commands
     group.add_command(topic_layout)
     try:
@@ -63,8 +74,9 @@ def kappa_group() -> Iterator[click.Group]:
         group.commands.update(commands)
         root.handlers[:] = handlers
         root.setLevel(level)
-        for name, old in noisy.items():
-            logging.getLogger(name).setLevel(old)
+        for name in _logger_levels():  # those made meanwhile go back to NOTSET
+            logging.getLogger(name).setLevel(levels.get(name, logging.NOTSET))
+        signal.signal(signal.SIGINT, sigint)
 
 
 def test_the_command_runs_under_kappa(kappa_group: click.Group) -> None:
