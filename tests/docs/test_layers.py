@@ -133,3 +133,60 @@ def test_the_parsers_catch_a_drift() -> None:
     assert doc_layers(joined)[1] != contract()[2]
     wrong = text.replace("May import: `kappa`.", "May import: `kappa`, `monitoring`.", 1)
     assert may_import(wrong, "schemas") == {"kappa", "monitoring"}
+
+
+ROOTS = ("cli", "orchestration", "stack", "replay", "streams", "producers", "monitoring")
+ROOTS += ("schemas", "kappa")
+_PATH = re.compile(r"(?:[\w.-]+/)+[\w.-]+\.(?:py|yml|avsc|toml|json|md)")
+_FOLDER = re.compile(rf"(?:{'|'.join((*ROOTS, 'tests', 'bench', 'compose', 'docs'))})(?:/\w+)*/?")
+_DOTTED = re.compile(rf"(?:{'|'.join(ROOTS)})(?:\.\w+)+")
+
+
+def cited(text: str) -> list[str]:
+    return re.findall(r"`([^`\n]+)`", text)
+
+
+def test_the_files_and_folders_cited_exist(doc: str) -> None:
+    missing = [
+        token
+        for token in cited(doc)
+        if (_PATH.fullmatch(token) or _FOLDER.fullmatch(token)) and not (REPO / token).exists()
+    ]
+    assert not missing, f"docs/ARCHITECTURE.md cites what is not there: {missing}"
+
+
+def test_the_python_names_cited_exist(doc: str) -> None:
+    import importlib
+
+    missing = []
+    for token in {t for t in cited(doc) if _DOTTED.fullmatch(t)}:
+        parts = token.split(".")
+        for i in range(len(parts), 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:i]))
+            except ModuleNotFoundError:
+                continue
+            for attr in parts[i:]:
+                obj = getattr(obj, attr, None)
+            if obj is None:
+                missing.append(token)
+            break
+        else:
+            missing.append(token)
+    assert not missing, f"docs/ARCHITECTURE.md cites names that are not there: {missing}"
+
+
+def test_the_names_cited_in_a_file_are_defined_there(doc: str) -> None:
+    """ "`NAME` in `path.py`": the file defines NAME (at its top level, or a method)."""
+    pairs = re.findall(r"`(\w+)(?:\(\))?` in `([\w/.-]+\.py)`", " ".join(doc.split()))
+    assert pairs
+    missing = [
+        (name, path)
+        for name, path in pairs
+        if not re.search(
+            rf"^(?:{name}\b|\s*(?:async )?def {name}\b|class {name}\b)",
+            (REPO / path).read_text("utf-8"),
+            re.MULTILINE,
+        )
+    ]
+    assert not missing, f"docs/ARCHITECTURE.md cites names not defined where it says: {missing}"
