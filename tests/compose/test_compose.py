@@ -201,6 +201,20 @@ def test_build_context_and_dockerfile_exist(services: dict[str, dict[str, Any]])
     assert "compose/local/pom.xml" in dockerfile
 
 
+def test_the_image_gets_every_package() -> None:
+    """Every package the project installs is copied into the image and not ignored."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = [p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]]
+    dockerfile = (COMPOSE_DIR / "Dockerfile").read_text()
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", dockerfile, flags=re.M))
+    ignore = (COMPOSE_DIR / "Dockerfile.dockerignore").read_text()
+    allowed = set(re.findall(r"^!(\w+)/$", ignore, flags=re.M))
+    assert set(packages) <= copied, set(packages) - copied
+    assert set(packages) <= allowed, set(packages) - allowed
+
+
 def test_every_image_is_pinned(resolved: dict[str, dict[str, Any]]) -> None:
     problems = []
     for name, svc in resolved.items():
