@@ -104,7 +104,7 @@ def replay(  # noqa: PLR0917 - click passes options positionally
         s, start, end, output=output, topic=topic, master=master, progress=progress
     )
     if as_json:
-        click.echo(json.dumps(manifest, indent=2))
+        click.echo(json.dumps(manifest.to_dict(), indent=2))
     else:
         click.echo(summary_text(manifest))
 

@@ -82,8 +82,9 @@ def replay(start: datetime, end: datetime, output: str | None = None) -> dict[st
     with spark_master():
         manifest = api.replay_interval(start, end, output)
     seconds = round(time.monotonic() - began, 3)
+    full = manifest.to_dict()
     keys = ("run_id", "range", "summary", "path")
-    summary: dict[str, Any] = {k: manifest[k] for k in keys if k in manifest}
+    summary: dict[str, Any] = {k: full[k] for k in keys if k in full}
     summary.update(start=start.isoformat(), end=end.isoformat(), seconds=seconds)
     log.info(
         "replayed start=%s end=%s seconds=%.1f run_id=%s path=%s",
@@ -104,7 +105,7 @@ def verify(start: datetime, end: datetime, output: str | None = None) -> dict[st
     with spark_master():  # only an hdfs:// output needs Spark here
         result = api.verify_interval(start, end, output)
     log.info("verified start=%s end=%s", start.isoformat(), end.isoformat())
-    return dict(result) if isinstance(result, dict) else {"verified": True}
+    return result.to_dict()
 
 
 def metrics(
@@ -125,10 +126,10 @@ def metrics(
     run = runmetrics.RunFigures(
         start=start,
         end=end,
-        records=int(figures["records"]),
-        customers=int(figures["customers"]),
-        towers=int(figures["towers"]),
-        revenue=float(figures["revenue"]),
+        records=figures.records,
+        customers=figures.customers,
+        towers=figures.towers,
+        revenue=figures.revenue,
         replay_seconds=replay_seconds,
     )
     path = runmetrics.record_success(settings.metrics_path(StackSettings().state_dir), run)

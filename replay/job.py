@@ -18,120 +18,80 @@ columnar Parquet rather than the topic again.
 Everything is written into a hidden staging folder next to the target and
 swapped in by renames (``fs.HadoopFs.publish``): a rerun replaces the output
 of the range, a failed run leaves the previous output as it was.
+
+The steps live by concern: ``read`` (the topic, decoding), ``transform`` (where a
+record stands, its hour), ``counts`` (what the manifest counts), ``write`` (the
+staging folder's contents, the manifest), ``staging`` (lock, recovery, failure).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812
 
-from kappa import clients
-from kappa.settings import AggregateSettings, KafkaSettings, RegistrySettings
-from replay.exceptions import ReplayFailedError
-from replay.fs import STAGING_PREFIX, HadoopFs, join, normalize
-from replay.plan import ReplayPlan, iso, to_ms
+from replay import staging as staging_mod
+from replay.context import ReplayContext, new_run_id
+from replay.counts import (
+    BillingTotals,
+    NetworkTotals,
+    RunCounts,
+    billing_totals,
+    count_rows,
+    network_totals,
+)
+from replay.fs import HadoopFs, join, normalize
+from replay.manifest import Manifest, Summary
+from replay.plan import ReplayPlan, iso
 from replay.progress import Progress
-from streams.aggregate import decode as agg_decode
-from streams.aggregate import tables, transforms
-from streams.aggregate.decode import Decoders, unknown_id_in
+from replay.read import decode, decoders_for, read_offsets, undecodable
+from replay.transform import WHERE, no_rows, where_col
+from replay.write import (
+    BILLING_DIR,
+    CDR_DIR,
+    MANIFEST,
+    NETWORK_DIR,
+    SORTED_DIR,
+    SUCCESS,
+    UNDECODABLE_DIR,
+    build_manifest,
+    write_cdr,
+    write_manifest,
+    write_sorted,
+    write_table,
+    write_undecodable,
+)
+from streams.aggregate import tables
+from streams.aggregate.decode import Decoders
 from streams.spark import run_concurrently
 
+__all__ = [
+    "BILLING_DIR",
+    "CDR_DIR",
+    "MANIFEST",
+    "NETWORK_DIR",
+    "SUCCESS",
+    "UNDECODABLE_DIR",
+    "ReplayContext",
+    "Stopwatch",
+    "new_run_id",
+    "range_url",
+    "run",
+    "run_conf",
+]
+
 log = logging.getLogger(__name__)
-
-CDR_DIR = "cdr"
-BILLING_DIR, NETWORK_DIR = tables.BILLING.replay_folder, tables.NETWORK.replay_folder
-UNDECODABLE_DIR = "undecodable"
-MANIFEST, SUCCESS = "manifest.json", "_SUCCESS"
-MANIFEST_VERSION = 1
-CDR_COLUMNS = [f.name for f in transforms.CDR_SCHEMA.fields]
-SOURCE_COLUMNS = ["kafka_partition", "kafka_offset", "schema_id"]
-PARTITION_COLUMNS = ["event_date", "event_hour"]
-
-
-def new_run_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
-
-
-@dataclass(frozen=True)
-class ReplayContext:
-    """What a replay needs besides its plan: connections and the aggregation's definitions."""
-
-    kafka: KafkaSettings
-    registry: RegistrySettings
-    aggregate: AggregateSettings
-    output_root: str
-    progress: bool = True
-    records_per_task: int = 250_000
 
 
 def range_url(root: str, plan: ReplayPlan) -> str:
     return join(normalize(root), plan.range_id)
-
-
-# -- reading ---------------------------------------------------------------------------------
-
-
-def read_tasks(plan: ReplayPlan, records_per_task: int) -> int:
-    """Read tasks for the plan: at least one per partition, about ``records_per_task`` each.
-
-    A topic of three partitions on two cores would otherwise leave one core idle
-    for the last third of the read; Spark splits each partition's span in
-    proportion (``minPartitions``).
-    """
-    return max(len(plan.spans), -(-plan.offsets_to_read // records_per_task))
-
-
-def read_kafka(
-    spark: SparkSession,
-    kafka: KafkaSettings,
-    assign: str,
-    starting: str,
-    ending: str,
-    *,
-    tasks: int | None = None,
-) -> DataFrame:
-    """Spark's Kafka source rows (batch) of the ``assign``ed partitions between two
-    offset specs (JSON, or ``earliest``/``latest``), in ``tasks`` read tasks at least."""
-    reader = (
-        spark.read.format("kafka")
-        .options(**kafka.spark_options())
-        .option("assign", assign)
-        .option("startingOffsets", starting)
-        .option("endingOffsets", ending)
-        # cdr.valid is written in transactions: aborted records are not records.
-        .option("kafka.isolation.level", "read_committed")
-    )
-    if tasks is not None:
-        reader = reader.option("minPartitions", str(tasks))
-    return reader.load()
-
-
-def read_offsets(
-    spark: SparkSession,
-    kafka: KafkaSettings,
-    plan: ReplayPlan,
-    records_per_task: int = 250_000,
-) -> DataFrame:
-    """The planned offsets of the topic as Spark's Kafka source rows (batch)."""
-    return read_kafka(
-        spark,
-        kafka,
-        plan.assign_json(),
-        plan.starting_offsets_json(),
-        plan.ending_offsets_json(),
-        tasks=read_tasks(plan, records_per_task),
-    )
 
 
 RUN_CONF = {
@@ -161,96 +121,6 @@ def run_conf(spark: SparkSession) -> Iterator[None]:
                 spark.conf.set(key, old)
 
 
-def decoders_for(ctx: ReplayContext, topic: str) -> Decoders:
-    """The aggregation's decoders: every writer schema registered under the topic's
-    subject, resolved to the contract's ``Cdr``."""
-    return Decoders.fetch(clients.registry(ctx.registry), topic)
-
-
-def decode(raw: DataFrame, decoders: Decoders) -> DataFrame:
-    """Kafka rows → the ``Cdr`` columns plus where each came from (partition, offset, schema id).
-
-    Bytes that are not a record keep null ``Cdr`` columns (``where_col`` calls them
-    ``undecodable``; the run keeps them whole in ``undecodable/``).
-    """
-    framed = agg_decode.decode(raw, decoders)
-    return framed.select(
-        *[F.col(f"decoded.{c}").alias(c) for c in CDR_COLUMNS],
-        F.col("partition").alias("kafka_partition"),
-        F.col("offset").alias("kafka_offset"),
-        F.col("schema_id").cast("int").alias("schema_id"),
-    )
-
-
-def undecodable(raw: DataFrame, decoders: Decoders) -> DataFrame:
-    """The rows whose bytes are not a record (wrong magic byte, malformed Avro), as they were."""
-    return (
-        agg_decode.decode(raw, decoders)
-        .where(F.col("decoded").isNull())
-        .select(
-            "key",
-            "value",
-            "partition",
-            "offset",
-            "timestamp",
-            F.col("schema_id").cast("int").alias("schema_id"),
-        )
-    )
-
-
-WHERE = "where"
-SORTED_DIR = "_sorted"
-"""Staging folder of every record read, partitioned by ``where`` (in, before, after the
-range, undecodable), then by event date and hour; ``where=in`` becomes ``cdr/``."""
-
-
-def where_col(plan: ReplayPlan) -> Column:
-    """Where a decoded row stands against the range: ``in``, ``before``, ``after``, or
-    ``undecodable`` (bytes that are not a record)."""
-    ms = F.unix_millis(F.col("event_time"))
-    return (
-        F.when(F.col("call_id").isNull(), F.lit("undecodable"))
-        .when(ms < F.lit(to_ms(plan.start)), F.lit("before"))
-        .when(ms >= F.lit(to_ms(plan.end)), F.lit("after"))
-        .otherwise(F.lit("in"))
-    )
-
-
-def in_range(cdrs: DataFrame, plan: ReplayPlan) -> DataFrame:
-    """Exactly the records whose event time is in ``[from, to)``."""
-    ms = F.unix_millis(F.col("event_time"))
-    return cdrs.where((ms >= F.lit(to_ms(plan.start))) & (ms < F.lit(to_ms(plan.end))))
-
-
-_DAY_US, _HOUR_US = 86_400_000_000, 3_600_000_000
-
-
-def with_partitions(cdrs: DataFrame) -> DataFrame:
-    """``event_date`` (a date: folders ``event_date=2026-01-01``) and ``event_hour``
-    (0-23) of each record's UTC event time, by arithmetic on its microseconds
-    (``to_date``/``hour`` go through the session's zone rules for every row)."""
-    us = F.unix_micros(F.col("event_time"))
-    in_day = F.pmod(us, F.lit(_DAY_US))
-    days = (us - in_day) / F.lit(_DAY_US)
-    return cdrs.withColumn("event_date", F.date_from_unix_date(days.cast("int"))).withColumn(
-        "event_hour", (in_day / F.lit(_HOUR_US)).cast("int")
-    )
-
-
-CDR_PARQUET_OPTIONS = {
-    # Measured on the 10M bench: Parquet's dictionary pages cost a third of the
-    # read-decode-write stage (call ids, offsets and times are unique anyway), and
-    # zstd over plain pages is smaller than snappy over dictionaries (137 MB
-    # against 205 MB for 10.2M records).
-    "parquet.enable.dictionary": "false",
-    "compression": "zstd",
-}
-"""Write options of the records' Parquet (``cdr/`` and the staging it comes from)."""
-
-
-# -- the job ---------------------------------------------------------------------------------
-
-
 class Stopwatch:
     """Seconds per named stage of a run, for the manifest (where a replay spends its time)."""
 
@@ -277,9 +147,39 @@ class Stopwatch:
             self.seconds[name] = round(time.monotonic() - began, 3)
 
 
+# -- the job ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """A run's staging folder and what it read: the source rows, their decoders, the
+    decoded rows, and the sorted Parquet of them."""
+
+    fs: HadoopFs
+    url: str
+    source: DataFrame
+    decoders: Decoders
+    decoded: DataFrame
+
+    @property
+    def sorted_url(self) -> str:
+        return join(self.url, SORTED_DIR)
+
+    @property
+    def in_url(self) -> str:
+        return join(self.sorted_url, f"{WHERE}=in")
+
+
+@dataclass(frozen=True)
+class _Figures:
+    counts: RunCounts
+    billing: BillingTotals
+    network: NetworkTotals
+
+
 def run(
     spark: SparkSession, plan: ReplayPlan, ctx: ReplayContext, run_id: str | None = None
-) -> dict[str, Any]:
+) -> Manifest:
     """Replay ``plan`` into ``<root>/<range id>/``; return the manifest.
 
     Raises ``ReplayFailedError`` (previous output intact, staging removed) when anything fails.
@@ -289,283 +189,129 @@ def run(
     # Hours, dates and windows are UTC wall-clock ones, whatever the machine's zone.
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     fs = HadoopFs(spark, ctx.output_root)
-    fs.mkdirs(fs.root)
-    with fs.lock(plan.range_id, run_id):
-        fs.recover(plan.range_id)
-        staging = join(fs.root, f"{STAGING_PREFIX}{plan.range_id}-{run_id}")
-        log.info(
-            "replay started run_id=%s from=%s to=%s offsets=%s target=%s",
-            run_id,
-            iso(plan.start),
-            iso(plan.end),
-            plan.offsets_to_read,
-            join(fs.root, plan.range_id),
-        )
-        try:
+    with staging_mod.locked(fs, plan, run_id):
+        staging = staging_mod.staging_url(fs, plan, run_id)
+        _log_start(fs, plan, run_id)
+        with staging_mod.discarded_on_failure(fs, plan, staging):
             stage = Stopwatch()
             with Progress(spark, enabled=ctx.progress), run_conf(spark):
-                source = read_offsets(spark, ctx.kafka, plan, ctx.records_per_task)
-                decoders = decoders_for(ctx, plan.topic)
-                decoded = decode(source, decoders)
-                # One pass over the topic: every record read lands in the staging folder by
-                # where it stands; the in-range part is then cdr/ by a rename, and the
-                # counts and aggregates read the (columnar, much smaller) Parquet.
-                sorted_url = join(staging, SORTED_DIR)
-                with stage("read_decode_write"):
-                    (
-                        with_partitions(decoded.withColumn(WHERE, where_col(plan)))
-                        .write.mode("errorifexists")
-                        .options(**CDR_PARQUET_OPTIONS)
-                        .partitionBy(WHERE, *PARTITION_COLUMNS)
-                        .parquet(sorted_url)
-                    )
-                # Counting, billing and tower health read the Parquet just written and not
-                # each other: run as three concurrent Spark jobs, one's single-task and
-                # planning moments are the others' time on the cores.
-                in_url = join(sorted_url, f"{WHERE}=in")
-                has_rows = fs.exists(in_url)
-                rows = spark.read.parquet(in_url) if has_rows else _no_rows(spark, decoded)
-                params = tables.Params.from_settings(ctx.aggregate)
-                done = stage.concurrently(
-                    {
-                        "count": lambda: _counts(
-                            _read_sorted(spark, fs, sorted_url, decoded), plan
-                        ),
-                        BILLING_DIR: lambda: _write_table(
-                            spark,
-                            tables.BILLING.compute(rows, params),
-                            join(staging, BILLING_DIR),
-                            _billing_totals,
-                        ),
-                        NETWORK_DIR: lambda: _write_table(
-                            spark,
-                            tables.NETWORK.compute(rows, params),
-                            join(staging, NETWORK_DIR),
-                            _network_totals,
-                        ),
-                    }
-                )
-                counts = done["count"]
-                summary = {
-                    "records": counts["totals"]["records"],
-                    "callers": done[BILLING_DIR]["callers"],
-                    "towers": done[NETWORK_DIR]["towers"],
-                    "revenue": done[BILLING_DIR]["revenue"],
-                }
-                if counts["totals"]["undecodable"]:
-                    # Errors are data: kept with their coordinates, counted in the manifest.
-                    log.warning(
-                        "undecodable records in the replayed offsets count=%s",
-                        counts["totals"]["undecodable"],
-                    )
-                    with stage(UNDECODABLE_DIR):
-                        (
-                            undecodable(source, decoders)
-                            .coalesce(1)
-                            .write.mode("errorifexists")
-                            .parquet(join(staging, UNDECODABLE_DIR))
-                        )
-                cdr_url = join(staging, CDR_DIR)
-                if has_rows:
-                    fs.rename(in_url, cdr_url)
-                else:  # an empty range still has its (empty) cdr/
-                    with_partitions(rows).write.mode("errorifexists").options(
-                        **CDR_PARQUET_OPTIONS
-                    ).partitionBy(*PARTITION_COLUMNS).parquet(cdr_url)
-                fs.delete(sorted_url)
-            summary["stage_seconds"] = stage.seconds
-            summary["seconds"] = round(time.monotonic() - started, 3)
-            manifest = _manifest(plan, run_id, counts, summary, ctx)
-            fs.write_text(join(staging, MANIFEST), json.dumps(manifest, indent=2) + "\n")
-            fs.write_text(join(staging, SUCCESS), "")
-            manifest["path"] = fs.publish(staging, plan.range_id, run_id)
-        except Exception as exc:
-            _discard(fs, staging)
-            if isinstance(exc, ReplayFailedError):
-                raise
-            unknown = unknown_id_in(str(exc))
-            why = (
-                f"a record carries schema id {unknown}, not registered under the topic's subject"
-                if unknown is not None
-                else f"{type(exc).__name__}: {_first_line(exc)}"
-            )
-            msg = (
-                f"replay of [{iso(plan.start)}, {iso(plan.end)}) failed ({why}); "
-                "the previous output, if any, is untouched"
-            )
-            raise ReplayFailedError(msg) from exc
+                staged = _read_and_sort(spark, ctx, plan, fs=fs, staging=staging, stage=stage)
+                figures = _count_and_aggregate(spark, ctx, plan, staged, stage)
+                _keep_undecodable(staged, figures.counts, stage)
+                _make_cdr(spark, staged)
+            summary = _summary(figures, stage, started)
+            manifest = build_manifest(plan, run_id, figures.counts, summary, ctx)
+            write_manifest(fs, staging, manifest)
+            manifest = manifest.published_at(fs.publish(staging, plan.range_id, run_id))
     log.info(
         "replay done run_id=%s path=%s records=%s seconds=%s",
         run_id,
-        manifest["path"],
-        manifest["counts"]["records"],
-        summary["seconds"],
+        manifest.path,
+        manifest.counts.records,
+        summary.seconds,
     )
     return manifest
 
 
-def _no_rows(spark: SparkSession, decoded: DataFrame) -> DataFrame:
-    """No records, with the decoded columns (an empty range)."""
-    return spark.createDataFrame([], decoded.schema)
+def _log_start(fs: HadoopFs, plan: ReplayPlan, run_id: str) -> None:
+    log.info(
+        "replay started run_id=%s from=%s to=%s offsets=%s target=%s",
+        run_id,
+        iso(plan.start),
+        iso(plan.end),
+        plan.offsets_to_read,
+        join(fs.root, plan.range_id),
+    )
 
 
-def _write_table(
+def _read_and_sort(
     spark: SparkSession,
-    table: DataFrame,
-    url: str,
-    totals: Callable[[SparkSession, str], dict[str, Any]],
-) -> dict[str, Any]:
-    """A small aggregate as one Parquet file (aggregated in parallel, then gathered);
-    returns its ``totals`` for the summary."""
-    table.repartition(1).write.mode("errorifexists").parquet(url)
-    return totals(spark, url)
-
-
-def _read_sorted(spark: SparkSession, fs: HadoopFs, url: str, decoded: DataFrame) -> DataFrame:
-    """The staging rows with their ``where``; none at all when nothing was read."""
-    if any(name.startswith(f"{WHERE}=") for name in fs.children(url)):
-        return spark.read.parquet(url)
-    return _no_rows(spark, decoded).withColumn(WHERE, F.lit("in"))
-
-
-def _discard(fs: HadoopFs, staging: str) -> None:
-    try:
-        fs.delete(staging)
-    except Exception:  # the original error matters more
-        log.exception("could not remove the staging folder path=%s", staging)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else ""
-
-
-def _counts(sorted_rows: DataFrame, plan: ReplayPlan) -> dict[str, Any]:
-    """Per partition and schema id: records read, before, in and after the range
-    (``sorted_rows`` carries the ``where`` column)."""
-    rows = (
-        sorted_rows.groupBy("kafka_partition", "schema_id", WHERE)
-        .agg(
-            F.count(F.lit(1)).alias("n"),
-            F.min("kafka_offset").alias("lo"),
-            F.max("kafka_offset").alias("hi"),
-        )
-        .collect()
-    )
-    parts: dict[int, dict[str, Any]] = {
-        s.partition: {
-            "partition": s.partition,
-            "start_offset": s.start,
-            "end_offset": s.end,
-            "read": 0,
-            "in_range": 0,
-            "first_offset_read": None,
-            "last_offset_read": None,
-        }
-        for s in plan.spans
-    }
-    schema_ids: dict[str, int] = {}
-    totals = {"read": 0, "before_range": 0, "records": 0, "after_range": 0, "undecodable": 0}
-    for r in rows:
-        p = parts[int(r["kafka_partition"])]
-        n = int(r["n"])
-        p["read"] += n
-        lo, hi = int(r["lo"]), int(r["hi"])
-        p["first_offset_read"] = (
-            lo if p["first_offset_read"] is None else min(lo, p["first_offset_read"])
-        )
-        p["last_offset_read"] = (
-            hi if p["last_offset_read"] is None else max(hi, p["last_offset_read"])
-        )
-        totals["read"] += n
-        key = {
-            "before": "before_range",
-            "in": "records",
-            "after": "after_range",
-            "undecodable": "undecodable",
-        }[r["where"]]
-        totals[key] += n
-        if r["where"] == "in":
-            p["in_range"] += n
-            sid = str(r["schema_id"])
-            schema_ids[sid] = schema_ids.get(sid, 0) + n
-    return {
-        "totals": totals,
-        "partitions": [parts[k] for k in sorted(parts)],
-        "schema_ids": dict(sorted(schema_ids.items())),
-    }
-
-
-def _billing_totals(spark: SparkSession, url: str) -> dict[str, Any]:
-    """Callers and revenue of the range, from its (small) billing table: every record of
-    the range is in exactly one billing row (its caller's), so no pass over the records."""
-    row = (
-        spark.read.parquet(url)
-        .agg(F.countDistinct("caller_num").alias("callers"), F.sum("revenue").alias("revenue"))
-        .first()
-    )
-    return {
-        "callers": int(row["callers"]) if row else 0,
-        "revenue": round(float(row["revenue"] or 0.0), 4) if row else 0.0,
-    }
-
-
-def _network_totals(spark: SparkSession, url: str) -> dict[str, Any]:
-    """Towers of the range, from its tower health table."""
-    row = spark.read.parquet(url).agg(F.countDistinct("tower_id").alias("towers")).first()
-    return {"towers": int(row["towers"]) if row else 0}
-
-
-def _manifest(
-    plan: ReplayPlan,
-    run_id: str,
-    counts: dict[str, Any],
-    summary: dict[str, Any],
     ctx: ReplayContext,
-) -> dict[str, Any]:
-    return {
-        "version": MANIFEST_VERSION,
-        "run_id": run_id,
-        "range": {
-            "from": iso(plan.start),
-            "to": iso(plan.end),
-            "from_ms": to_ms(plan.start),
-            "to_ms": to_ms(plan.end),
-            "lateness_margin_s": int(plan.margin.total_seconds()),
-        },
-        "topic": plan.topic,
-        "planned_at": iso(plan.planned_at),
-        "finished_at": iso(datetime.now(UTC)),
-        "partitions": counts["partitions"],
-        "counts": counts["totals"],
-        "schema_ids": counts["schema_ids"],
-        "summary": summary,
-        "outputs": {
-            "cdr": CDR_DIR,
-            "billing_report": BILLING_DIR,
-            "network_health": NETWORK_DIR,
-            "partitioned_by": PARTITION_COLUMNS,
-        },
-        "aggregation": {
-            "window": ctx.aggregate.window,
-            "low_signal_threshold": ctx.aggregate.low_signal_threshold,
-            "rates": {
-                "voice_per_minute": ctx.aggregate.rate_voice_per_minute,
-                "sms_each": ctx.aggregate.rate_sms_each,
-                "data_per_mb": ctx.aggregate.rate_data_per_mb,
-                "currency": ctx.aggregate.currency,
-            },
-        },
-    }
+    plan: ReplayPlan,
+    *,
+    fs: HadoopFs,
+    staging: str,
+    stage: Stopwatch,
+) -> _Staged:
+    """One pass over the topic: every record read lands in the staging folder by where it
+    stands; the in-range part is then cdr/ by a rename, and the counts and aggregates read
+    the (columnar, much smaller) Parquet."""
+    source = read_offsets(spark, ctx.kafka, plan, ctx.records_per_task)
+    decoders = decoders_for(ctx, plan.topic)
+    staged = _Staged(fs, staging, source, decoders, decode(source, decoders))
+    with stage("read_decode_write"):
+        write_sorted(staged.decoded.withColumn(WHERE, where_col(plan)), staged.sorted_url)
+    return staged
 
 
-def read_manifest(spark: SparkSession, root: str, plan_or_id: ReplayPlan | str) -> dict[str, Any]:
-    """The manifest of a published range (``FileNotFoundError`` when there is none)."""
-    rid = plan_or_id.range_id if isinstance(plan_or_id, ReplayPlan) else plan_or_id
-    fs = HadoopFs(spark, root)
-    url = join(fs.root, rid, MANIFEST)
-    if not fs.exists(url):
-        raise FileNotFoundError(url)
-    loaded: dict[str, Any] = json.loads(fs.read_text(url))
-    loaded["path"] = join(fs.root, rid)
-    return loaded
+def _count_and_aggregate(
+    spark: SparkSession, ctx: ReplayContext, plan: ReplayPlan, staged: _Staged, stage: Stopwatch
+) -> _Figures:
+    """Counting, billing and tower health read the Parquet just written and not each
+    other: run as three concurrent Spark jobs, one's single-task and planning moments
+    are the others' time on the cores."""
+    rows = _in_range_rows(spark, staged)
+    params = tables.Params.from_settings(ctx.aggregate)
+    done = stage.concurrently(
+        {
+            "count": lambda: count_rows(_read_sorted(spark, staged), plan),
+            BILLING_DIR: lambda: write_table(
+                spark,
+                tables.BILLING.compute(rows, params),
+                join(staged.url, BILLING_DIR),
+                billing_totals,
+            ),
+            NETWORK_DIR: lambda: write_table(
+                spark,
+                tables.NETWORK.compute(rows, params),
+                join(staged.url, NETWORK_DIR),
+                network_totals,
+            ),
+        }
+    )
+    return _Figures(done["count"], done[BILLING_DIR], done[NETWORK_DIR])
+
+
+def _keep_undecodable(staged: _Staged, counts: RunCounts, stage: Stopwatch) -> None:
+    """Errors are data: kept with their coordinates, counted in the manifest."""
+    if not counts.totals.undecodable:
+        return
+    log.warning("undecodable records in the replayed offsets count=%s", counts.totals.undecodable)
+    with stage(UNDECODABLE_DIR):
+        write_undecodable(
+            undecodable(staged.source, staged.decoders), join(staged.url, UNDECODABLE_DIR)
+        )
+
+
+def _make_cdr(spark: SparkSession, staged: _Staged) -> None:
+    """``cdr/`` from the sorted in-range records (an empty range still has its empty
+    ``cdr/``); the rest of the sorted folder goes."""
+    has_rows = staged.fs.exists(staged.in_url)
+    empty = no_rows(spark, staged.decoded)
+    write_cdr(staged.fs, staged.in_url if has_rows else None, empty, join(staged.url, CDR_DIR))
+    staged.fs.delete(staged.sorted_url)
+
+
+def _summary(figures: _Figures, stage: Stopwatch, started: float) -> Summary:
+    return Summary(
+        records=figures.counts.totals.records,
+        callers=figures.billing.callers,
+        towers=figures.network.towers,
+        revenue=figures.billing.revenue,
+        stage_seconds=stage.seconds,
+        seconds=round(time.monotonic() - started, 3),
+    )
+
+
+def _in_range_rows(spark: SparkSession, staged: _Staged) -> DataFrame:
+    """The sorted in-range records; none, with the decoded columns, when there are none."""
+    if staged.fs.exists(staged.in_url):
+        return spark.read.parquet(staged.in_url)
+    return no_rows(spark, staged.decoded)
+
+
+def _read_sorted(spark: SparkSession, staged: _Staged) -> DataFrame:
+    """The staging rows with their ``where``; none at all when nothing was read."""
+    if any(name.startswith(f"{WHERE}=") for name in staged.fs.children(staged.sorted_url)):
+        return spark.read.parquet(staged.sorted_url)
+    return no_rows(spark, staged.decoded).withColumn(WHERE, F.lit("in"))

@@ -24,8 +24,10 @@ watermark has passed its end).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from pyspark import StorageLevel
@@ -34,10 +36,12 @@ from pyspark.sql import functions as F  # noqa: N812
 from pyspark.sql.types import DoubleType
 
 from monitoring import metrics
-from replay import job, runner
+from replay import runner
 from replay.exceptions import ParityError
 from replay.fs import HadoopFs, join, normalize
 from replay.plan import ReplayPlan, iso, to_ms
+from replay.read import decode, decoders_for, read_kafka, read_offsets
+from replay.transform import in_range
 from streams.aggregate import transforms
 from streams.aggregate.paths import LATE_TABLE, Paths
 from streams.aggregate.tables import TABLES, Params, Table
@@ -132,6 +136,52 @@ def compare(
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     root = aggregate_root(s, aggregate_output)
     fs = HadoopFs(spark, root)
+    stream = _stream_tables(spark, fs, root)
+    closed_until = _closed_until(stream, root)
+    in_windows = partial(
+        _in_windows, lo=to_ms(the_plan.start), hi=min(to_ms(the_plan.end), to_ms(closed_until))
+    )
+    decoders = decoders_for(s.context(progress=False), the_plan.topic)
+    rows = in_range(decode(read_offsets(spark, s.kafka, the_plan), decoders), the_plan).persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
+    beyond: DataFrame | None = None
+    try:
+        late = in_windows(
+            _late(spark, fs, root, s, topic), "missed_window_start", "missed_window_end"
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        late_ids = late.select("call_id").distinct()
+        beyond = (
+            in_range(decode(_read_after(spark, s, the_plan), decoders), the_plan)
+            .join(late_ids, "call_id", "left_anti")
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        kept = rows.join(late_ids, "call_id", "left_anti").unionByName(beyond)
+        params = Params.from_settings(s.aggregate)
+        replayed = {t.name: t.compute(rows, params) for t in TABLES}
+        adjusted = {t.name: t.compute(kept, params) for t in TABLES}
+        windows = _windows_compared(replayed, stream, in_windows)
+        report = ParityReport(the_plan.start, the_plan.end, closed_until, windows, late.count())
+        for t in TABLES:
+            _compare_table(
+                t,
+                stream=in_windows(stream[t.name]),
+                replayed=in_windows(replayed[t.name]),
+                adjusted=in_windows(adjusted[t.name]),
+                late_by_key=_late_by_key(late, t.key),
+                beyond_by_key=_by_window_and_key(beyond, t.key, s.aggregate.window),
+                report=report,
+            )
+    finally:
+        rows.unpersist()
+        if beyond is not None:
+            beyond.unpersist()
+    _report_done(report)
+    return report
+
+
+def _stream_tables(spark: SparkSession, fs: HadoopFs, root: str) -> dict[str, DataFrame]:
+    """The streaming outputs, by table name (``ParityError`` when one is missing)."""
     for t in TABLES:
         if not fs.exists(join(root, t.folder)):
             msg = (
@@ -139,9 +189,13 @@ def compare(
                 "or give --aggregate-output"
             )
             raise ParityError(msg)
-    stream = {
+    return {
         t.name: spark.read.parquet(join(root, t.folder)).select(*t.column_names) for t in TABLES
     }
+
+
+def _closed_until(stream: dict[str, DataFrame], root: str) -> datetime:
+    """The end of the latest window the stream has emitted (UTC)."""
     closed_row = (
         stream["billing"]
         .select("window_end")
@@ -153,73 +207,65 @@ def compare(
     if closed_until is None:
         msg = f"the streaming output under {root} has no closed window yet"
         raise ParityError(msg)
-    closed_until = (
-        closed_until.replace(tzinfo=UTC)
-        if closed_until.tzinfo is None
-        else (closed_until.astimezone(UTC))
+    if closed_until.tzinfo is None:
+        return closed_until.replace(tzinfo=UTC)
+    return closed_until.astimezone(UTC)
+
+
+def _in_windows(
+    df: DataFrame,
+    start_col: str = "window_start",
+    end_col: str = "window_end",
+    *,
+    lo: int,
+    hi: int,
+) -> DataFrame:
+    """The rows of windows inside ``[lo, hi]`` (ms)."""
+    return df.where(
+        (F.unix_millis(F.col(start_col)) >= F.lit(lo))
+        & (F.unix_millis(F.col(end_col)) <= F.lit(hi))
     )
-    lo, hi = to_ms(the_plan.start), min(to_ms(the_plan.end), to_ms(closed_until))
 
-    def in_windows(
-        df: DataFrame, start_col: str = "window_start", end_col: str = "window_end"
-    ) -> DataFrame:
-        return df.where(
-            (F.unix_millis(F.col(start_col)) >= F.lit(lo))
-            & (F.unix_millis(F.col(end_col)) <= F.lit(hi))
-        )
 
-    decoders = job.decoders_for(s.context(progress=False), the_plan.topic)
-    rows = job.in_range(
-        job.decode(job.read_offsets(spark, s.kafka, the_plan), decoders), the_plan
-    ).persist(StorageLevel.MEMORY_AND_DISK)
-    beyond: DataFrame | None = None
-    try:
-        late = in_windows(
-            _late(spark, fs, root, s, topic), "missed_window_start", "missed_window_end"
-        ).persist(StorageLevel.MEMORY_AND_DISK)
-        late_ids = late.select("call_id").distinct()
-        beyond = (
-            job.in_range(job.decode(_read_after(spark, s, the_plan), decoders), the_plan)
-            .join(late_ids, "call_id", "left_anti")
-            .persist(StorageLevel.MEMORY_AND_DISK)
+def _windows_compared(
+    replayed: dict[str, DataFrame],
+    stream: dict[str, DataFrame],
+    in_windows: Callable[[DataFrame], DataFrame],
+) -> int:
+    """Closed windows in range that either side has a billing row for."""
+    return (
+        in_windows(
+            replayed["billing"]
+            .select("window_start", "window_end")
+            .union(stream["billing"].select("window_start", "window_end"))
         )
-        kept = rows.join(late_ids, "call_id", "left_anti").unionByName(beyond)
-        params = Params.from_settings(s.aggregate)
-        window = s.aggregate.window
-        replayed = {t.name: t.compute(rows, params) for t in TABLES}
-        adjusted = {t.name: t.compute(kept, params) for t in TABLES}
-        windows = (
-            in_windows(
-                replayed["billing"]
-                .select("window_start", "window_end")
-                .union(stream["billing"].select("window_start", "window_end"))
-            )
-            .distinct()
-            .count()
+        .distinct()
+        .count()
+    )
+
+
+def _late_by_key(late: DataFrame, key: str) -> dict[tuple[int, str], int]:
+    """Late records per (missed window start in ms, key)."""
+    return {
+        (r["w"], r["k"]): int(r["n"])
+        for r in late.groupBy(
+            F.unix_millis("missed_window_start").alias("w"), F.col(key).alias("k")
         )
-        report = ParityReport(the_plan.start, the_plan.end, closed_until, windows, late.count())
-        for t in TABLES:
-            late_by_key = {
-                (r["w"], r["k"]): int(r["n"])
-                for r in late.groupBy(
-                    F.unix_millis("missed_window_start").alias("w"), F.col(t.key).alias("k")
-                )
-                .agg(F.count(F.lit(1)).alias("n"))
-                .collect()
-            }
-            _compare_table(
-                t,
-                stream=in_windows(stream[t.name]),
-                replayed=in_windows(replayed[t.name]),
-                adjusted=in_windows(adjusted[t.name]),
-                late_by_key=late_by_key,
-                beyond_by_key=_by_window_and_key(beyond, t.key, window),
-                report=report,
-            )
-    finally:
-        rows.unpersist()
-        if beyond is not None:
-            beyond.unpersist()
+        .agg(F.count(F.lit(1)).alias("n"))
+        .collect()
+    }
+
+
+def _report_done(report: ParityReport) -> None:
+    """The differences as gauges, and a log line."""
+    log.info(
+        "parity from=%s to=%s windows=%s explained=%s unexplained=%s",
+        iso(report.start),
+        iso(report.end),
+        report.windows,
+        len(report.explained),
+        len(report.unexplained),
+    )
     for t in TABLES:
         metrics.PARITY_DIFFERENCES.labels(t.name, "explained").set(
             sum(d.table == t.name for d in report.explained)
@@ -227,21 +273,12 @@ def compare(
         metrics.PARITY_DIFFERENCES.labels(t.name, "unexplained").set(
             sum(d.table == t.name for d in report.unexplained)
         )
-    log.info(
-        "parity from=%s to=%s windows=%s explained=%s unexplained=%s",
-        iso(start),
-        iso(end),
-        report.windows,
-        len(report.explained),
-        len(report.unexplained),
-    )
-    return report
 
 
 def _read_after(spark: SparkSession, s: runner.Settings, plan: ReplayPlan) -> DataFrame:
     """The topic after the plan's end offsets, up to its end now: where records of the
     range that arrived after the lateness margin are."""
-    return job.read_kafka(spark, s.kafka, plan.assign_json(), plan.ending_offsets_json(), "latest")
+    return read_kafka(spark, s.kafka, plan.assign_json(), plan.ending_offsets_json(), "latest")
 
 
 def _by_window_and_key(cdrs: DataFrame, key: str, window: str) -> dict[tuple[int, str], int]:
@@ -288,6 +325,46 @@ def _compare_table(
     keys = ["window_start", t.key]
     values = [c for c in t.column_names if c not in (*keys, "window_end")]
     doubles = {f.name for f in t.columns.fields if isinstance(f.dataType, DoubleType)}
+    total, diff_rows = _differing_rows(
+        keys, values, doubles, stream=stream, replayed=replayed, adjusted=adjusted
+    )
+    report.rows[t.name] = total
+    report.matching[t.name] = total - len(diff_rows)
+    for row in diff_rows:
+        ws = row["window_start"]
+        ws = ws.replace(tzinfo=UTC) if ws.tzinfo is None else ws
+        n_late = late_by_key.get((to_ms(ws), row[t.key]), 0)
+        n_beyond = beyond_by_key.get((to_ms(ws), row[t.key]), 0)
+        s_vals = None if row["s_copies"] is None else {c: row[f"s_{c}"] for c in values}
+        r_vals = None if row["r_present"] is None else {c: row[f"r_{c}"] for c in values}
+        a_vals = None if row["a_present"] is None else {c: row[f"a_{c}"] for c in values}
+        kind, reason = _classify(
+            row["s_copies"],
+            s_vals,
+            r_vals,
+            a_vals,
+            n_late=n_late,
+            n_beyond=n_beyond,
+            values=values,
+            doubles=doubles,
+        )
+        diff = Difference(
+            t.name, iso(ws), str(row[t.key]), kind, reason, n_late, s_vals, r_vals, n_beyond
+        )
+        (report.explained if kind == "explained" else report.unexplained).append(diff)
+
+
+def _differing_rows(
+    keys: list[str],
+    values: list[str],
+    doubles: set[str],
+    *,
+    stream: DataFrame,
+    replayed: DataFrame,
+    adjusted: DataFrame,
+) -> tuple[int, list[Any]]:
+    """Rows of the stream, the replay and the adjusted replay joined by key: how many,
+    and those where the stream differs from the replay (or has a key twice)."""
     s = stream.groupBy(*keys).agg(
         F.count(F.lit(1)).alias("s_copies"), *[F.first(c).alias(f"s_{c}") for c in values]
     )
@@ -307,41 +384,42 @@ def _compare_table(
         diff_rows = joined.where(differs).collect()
     finally:
         joined.unpersist()
-    report.rows[t.name] = total
-    report.matching[t.name] = total - len(diff_rows)
-    for row in diff_rows:
-        ws = row["window_start"]
-        ws = ws.replace(tzinfo=UTC) if ws.tzinfo is None else ws
-        n_late = late_by_key.get((to_ms(ws), row[t.key]), 0)
-        n_beyond = beyond_by_key.get((to_ms(ws), row[t.key]), 0)
-        s_vals = None if row["s_copies"] is None else {c: row[f"s_{c}"] for c in values}
-        r_vals = None if row["r_present"] is None else {c: row[f"r_{c}"] for c in values}
-        a_vals = None if row["a_present"] is None else {c: row[f"a_{c}"] for c in values}
-        if row["s_copies"] is not None and row["s_copies"] > 1:
-            kind, reason = "unexplained", f"{row['s_copies']} rows in the stream output"
-        elif (n_late or n_beyond) and _same(s_vals, a_vals, doubles):
-            kind = "explained"
-            reason = "; ".join(
-                part
-                for part in (
-                    n_late and f"{n_late} late record(s) missed this window in the stream",
-                    n_beyond
-                    and f"{n_beyond} record(s) arrived after the replay's lateness margin "
-                    "(the stream had them on time)",
-                )
-                if part
+    return total, diff_rows
+
+
+def _classify(
+    s_copies: int | None,
+    s_vals: dict[str, Any] | None,
+    r_vals: dict[str, Any] | None,
+    a_vals: dict[str, Any] | None,
+    *,
+    n_late: int,
+    n_beyond: int,
+    values: list[str],
+    doubles: set[str],
+) -> tuple[str, str]:
+    """``(kind, reason)`` of a differing row: explained by late records or records beyond
+    the margin when the stream equals the adjusted replay, otherwise unexplained."""
+    if s_copies is not None and s_copies > 1:
+        return "unexplained", f"{s_copies} rows in the stream output"
+    if (n_late or n_beyond) and _same(s_vals, a_vals, doubles):
+        reason = "; ".join(
+            part
+            for part in (
+                n_late and f"{n_late} late record(s) missed this window in the stream",
+                n_beyond
+                and f"{n_beyond} record(s) arrived after the replay's lateness margin "
+                "(the stream had them on time)",
             )
-        elif s_vals is None:
-            kind, reason = "unexplained", "missing from the stream output"
-        elif r_vals is None:
-            kind, reason = "unexplained", "in the stream output, not in the replay"
-        else:
-            changed = [c for c in values if not _same({c: s_vals[c]}, {c: r_vals[c]}, doubles)]
-            kind, reason = "unexplained", "differs in " + ", ".join(changed)
-        diff = Difference(
-            t.name, iso(ws), str(row[t.key]), kind, reason, n_late, s_vals, r_vals, n_beyond
+            if part
         )
-        (report.explained if kind == "explained" else report.unexplained).append(diff)
+        return "explained", reason
+    if s_vals is None:
+        return "unexplained", "missing from the stream output"
+    if r_vals is None:
+        return "unexplained", "in the stream output, not in the replay"
+    changed = [c for c in values if not _same({c: s_vals[c]}, {c: r_vals[c]}, doubles)]
+    return "unexplained", "differs in " + ", ".join(changed)
 
 
 def _same(x: dict[str, Any] | None, y: dict[str, Any] | None, doubles: set[str]) -> bool:

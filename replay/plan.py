@@ -257,15 +257,19 @@ def plan(
         last = max(first, min(last, high))
         spans.append(PartitionSpan(p, first, last))
     result = ReplayPlan(topic, start, end, margin, tuple(spans), planned_at=now)
+    _log_planned(result)
+    return result
+
+
+def _log_planned(p: ReplayPlan) -> None:
     log.info(
         "replay planned topic=%s from=%s to=%s offsets=%s spans=%s",
-        topic,
-        iso(start),
-        iso(end),
-        result.offsets_to_read,
-        " ".join(f"{s.partition}:{s.start}-{s.end}" for s in spans),
+        p.topic,
+        iso(p.start),
+        iso(p.end),
+        p.offsets_to_read,
+        " ".join(f"{s.partition}:{s.start}-{s.end}" for s in p.spans),
     )
-    return result
 
 
 def _partitions(consumer: Consumer, kafka: KafkaSettings, topic: str) -> list[int]:

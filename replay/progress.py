@@ -10,6 +10,8 @@ from typing import Any, TextIO
 
 from pyspark.sql import SparkSession
 
+from replay.manifest import Manifest
+
 POLL_S = 1.0
 
 
@@ -115,21 +117,20 @@ def render(stages: list[tuple[int, str, int, int, int]], width: int = 30) -> str
     return "replay " + "; ".join(parts)
 
 
-def summary_text(manifest: dict[str, Any]) -> str:
+def summary_text(manifest: Manifest) -> str:
     """The closing summary of a replay, for people."""
-    s = manifest["summary"]
-    c = manifest["counts"]
-    r = manifest["range"]
-    cur = manifest.get("aggregation", {}).get("rates", {}).get("currency", "")
-    stages = ", ".join(f"{k} {v:.1f} s" for k, v in s.get("stage_seconds", {}).items())
+    s = manifest.summary
+    c = manifest.counts
+    r = manifest.range
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in s.stage_seconds.items())
     return (
-        f"replayed [{r['from']}, {r['to']}) in {s['seconds']:.1f} s\n"
-        f"  records   {s['records']:>12,}   (read {c['read']:,}: {c['before_range']:,} before, "
-        f"{c['after_range']:,} after the range)\n"
-        f"  callers   {s['callers']:>12,}\n"
-        f"  towers    {s['towers']:>12,}\n"
-        f"  revenue   {s['revenue']:>12,.2f} {cur}\n"
-        f"  schema ids {', '.join(manifest['schema_ids']) or '-'}\n"
+        f"replayed [{r.start}, {r.end}) in {s.seconds:.1f} s\n"
+        f"  records   {s.records:>12,}   (read {c.read:,}: {c.before_range:,} before, "
+        f"{c.after_range:,} after the range)\n"
+        f"  callers   {s.callers:>12,}\n"
+        f"  towers    {s.towers:>12,}\n"
+        f"  revenue   {s.revenue:>12,.2f} {manifest.currency}\n"
+        f"  schema ids {', '.join(manifest.schema_ids) or '-'}\n"
         f"  stages    {stages or '-'}\n"
-        f"  output    {manifest.get('path', '')}"
+        f"  output    {manifest.path}"
     )

@@ -9,13 +9,13 @@ that is started then, not before.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
 from replay.fs import join, normalize
+from replay.manifest import Manifest
 
 
 class PublishedRange(Protocol):
@@ -83,10 +83,8 @@ def open_range(root: str, range_id: str, spark: Callable[[], Any]) -> PublishedR
     return HadoopRange(url, spark())
 
 
-def read_manifest(published: PublishedRange, name: str) -> dict[str, Any] | None:
+def read_manifest(published: PublishedRange, name: str) -> Manifest | None:
     """The manifest with its ``path``, or None when the range has none."""
     if not published.exists(name):
         return None
-    loaded: dict[str, Any] = json.loads(published.read_text(name))
-    loaded["path"] = published.url
-    return loaded
+    return Manifest.from_json(published.read_text(name), path=published.url)

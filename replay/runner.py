@@ -6,7 +6,6 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from pyspark.sql import SparkSession
 
@@ -20,7 +19,9 @@ from kappa.settings import (
 )
 from monitoring import metrics
 from replay import job
+from replay.context import ReplayContext
 from replay.exceptions import ReplayError, ReplayFailedError
+from replay.manifest import Manifest, Summary
 from replay.plan import ReplayPlan, plan
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,8 @@ class Settings:
     def output_root(self, output: str | None = None) -> str:
         return output.rstrip("/") if output else self.replay.output_root(self.stack.state_dir)
 
-    def context(self, output: str | None = None, progress: bool | None = None) -> job.ReplayContext:
-        return job.ReplayContext(
+    def context(self, output: str | None = None, progress: bool | None = None) -> ReplayContext:
+        return ReplayContext(
             kafka=self.kafka,
             registry=self.registry,
             aggregate=self.aggregate,
@@ -94,7 +95,7 @@ def replay_range(
     master: str | None = None,
     progress: bool | None = None,
     now: datetime | None = None,
-) -> dict[str, Any]:
+) -> Manifest:
     """Plan, run and publish the replay of ``[start, end)``; return its manifest."""
     started = time.monotonic()
     try:
@@ -109,23 +110,22 @@ def replay_range(
         metrics.REPLAY_RUNS.labels("failed").inc()
         raise
     seconds = time.monotonic() - started
-    manifest["summary"]["seconds_with_startup"] = round(seconds, 3)
+    manifest = manifest.with_summary(seconds_with_startup=round(seconds, 3))
     record_success(manifest, seconds)
     return manifest
 
 
-def record_success(manifest: dict[str, Any], seconds: float) -> None:
-    summary = manifest["summary"]
+def record_success(manifest: Manifest, seconds: float) -> None:
     metrics.REPLAY_RUNS.labels("success").inc()
-    metrics.REPLAY_RECORDS.inc(summary["records"])
+    metrics.REPLAY_RECORDS.inc(manifest.summary.records)
     metrics.REPLAY_SECONDS.observe(seconds)
     metrics.REPLAY_LAST_SUCCESS.set(datetime.now(UTC).timestamp())
-    metrics.REPLAY_LAST_INTERVAL_END.set(manifest["range"]["to_ms"] / 1000)
-    record_interval(summary)
+    metrics.REPLAY_LAST_INTERVAL_END.set(manifest.range.to_ms / 1000)
+    record_interval(manifest.summary)
 
 
-def record_interval(summary: dict[str, Any]) -> None:
-    metrics.REPLAY_INTERVAL_RECORDS.set(summary["records"])
-    metrics.REPLAY_INTERVAL_CUSTOMERS.set(summary["callers"])
-    metrics.REPLAY_INTERVAL_TOWERS.set(summary["towers"])
-    metrics.REPLAY_INTERVAL_REVENUE.set(summary["revenue"])
+def record_interval(summary: Summary) -> None:
+    metrics.REPLAY_INTERVAL_RECORDS.set(summary.records)
+    metrics.REPLAY_INTERVAL_CUSTOMERS.set(summary.callers)
+    metrics.REPLAY_INTERVAL_TOWERS.set(summary.towers)
+    metrics.REPLAY_INTERVAL_REVENUE.set(summary.revenue)

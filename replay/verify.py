@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from confluent_kafka import TopicPartition
 from kappa import clients
 from kappa.settings import KafkaSettings, RegistrySettings
 from replay.exceptions import ReplayVerificationError
+from replay.manifest import Manifest
 from replay.plan import ReplayPlan, iso, to_ms
 from schemas import Undecodable, WireDecoder
 
@@ -87,15 +89,40 @@ def ledger_count(
     return count_in_range(kafka, registry, plan)["records"], "cdr.valid read"
 
 
+@dataclass(frozen=True)
+class VerificationReport:
+    """A published replay that agrees with the log."""
+
+    start: str
+    end: str
+    records: int | None
+    expected: int
+    source: str
+    parquet_rows: int | None
+    run_id: str | None
+    verified: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "range": {"from": self.start, "to": self.end},
+            "records": self.records,
+            "expected": self.expected,
+            "source": self.source,
+            "parquet_rows": self.parquet_rows,
+            "run_id": self.run_id,
+            "verified": self.verified,
+        }
+
+
 def check(
-    manifest: dict[str, Any] | None,
+    manifest: Manifest | None,
     *,
     success: bool,
     plan: ReplayPlan,
     expected: int,
     source: str,
     parquet_rows: int | None,
-) -> dict[str, Any]:
+) -> VerificationReport:
     """Compare; raise ``ReplayVerificationError`` naming every disagreement."""
     where = f"[{iso(plan.start)}, {iso(plan.end)})"
     problems = []
@@ -105,13 +132,10 @@ def check(
         problems.append("_SUCCESS is missing")
     got = None
     if manifest is not None:
-        got = int(manifest["counts"]["records"])
-        if manifest["range"]["from_ms"] != to_ms(plan.start) or manifest["range"]["to_ms"] != to_ms(
-            plan.end
-        ):
-            problems.append(
-                f"the manifest is for [{manifest['range']['from']}, {manifest['range']['to']})"
-            )
+        got = manifest.counts.records
+        r = manifest.range
+        if r.from_ms != to_ms(plan.start) or r.to_ms != to_ms(plan.end):
+            problems.append(f"the manifest is for [{r.start}, {r.end})")
         if got != expected:
             problems.append(f"the manifest counts {got} records, the log ({source}) {expected}")
         if parquet_rows is not None and parquet_rows != got:
@@ -119,12 +143,12 @@ def check(
     if problems:
         msg = f"replay of {where} failed verification: " + "; ".join(problems)
         raise ReplayVerificationError(msg)
-    return {
-        "range": {"from": iso(plan.start), "to": iso(plan.end)},
-        "records": got,
-        "expected": expected,
-        "source": source,
-        "parquet_rows": parquet_rows,
-        "run_id": manifest["run_id"] if manifest else None,
-        "verified": True,
-    }
+    return VerificationReport(
+        iso(plan.start),
+        iso(plan.end),
+        got,
+        expected,
+        source,
+        parquet_rows,
+        manifest.run_id if manifest else None,
+    )

@@ -40,19 +40,19 @@ def test_replay_to_hdfs_reads_back_equal_to_the_local_replay(
 
     local = runner.replay_range(settings_for(stack, local_root), T1, T2, topic=t.name, spark=spark)
     remote = runner.replay_range(settings_for(stack, hdfs_root), T1, T2, topic=t.name, spark=spark)
-    assert remote["path"] == f"{hdfs_root}/{range_id(T1, T2)}"
-    assert remote["path"].startswith("hdfs://")
+    assert remote.path == f"{hdfs_root}/{range_id(T1, T2)}"
+    assert remote.path.startswith("hdfs://")
     for sub in ("cdr", "billing_report", "network_health"):
-        assert rows(spark, remote["path"], sub) == rows(spark, local["path"], sub), sub
-    assert remote["counts"] == local["counts"]
-    assert remote["counts"]["records"] == 120
+        assert rows(spark, remote.path, sub) == rows(spark, local.path, sub), sub
+    assert remote.counts == local.counts
+    assert remote.counts.records == 120
     timings = {"seconds": 0, "seconds_with_startup": 0, "stage_seconds": {}}
-    assert remote["summary"] | timings == local["summary"] | timings
+    assert remote.summary.to_dict() | timings == local.summary.to_dict() | timings
 
     # A rerun on HDFS replaces the range: one folder, new run id, same rows.
     again = runner.replay_range(settings_for(stack, hdfs_root), T1, T2, topic=t.name, spark=spark)
     fs = HadoopFs(spark, hdfs_root)
     assert fs.children(hdfs_root) == [range_id(T1, T2)]
     assert fs.exists(f"{again['path']}/_SUCCESS")
-    assert again["run_id"] != remote["run_id"]
-    assert rows(spark, again["path"], "cdr") == rows(spark, local["path"], "cdr")
+    assert again.run_id != remote.run_id
+    assert rows(spark, again.path, "cdr") == rows(spark, local.path, "cdr")

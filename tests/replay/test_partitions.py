@@ -9,7 +9,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F  # noqa: N812
 
-from replay.job import with_partitions
+from replay.transform import with_partitions
 
 pytestmark = pytest.mark.spark
 

@@ -16,6 +16,7 @@ from pyspark.sql import SparkSession
 
 from replay import api, runner
 from replay.exceptions import ReplayFailedError, ReplayVerificationError
+from replay.manifest import Manifest
 from replay.plan import range_id
 from streams.aggregate import tables
 from tests.harness.stack import StackHandle
@@ -109,8 +110,8 @@ def test_replay_is_exact_in_event_time_and_idempotent(
     expected = expected_in_range(records)
     first = runner.replay_range(s, T1, T2, topic=t.name, spark=spark)
 
-    assert first["path"].endswith(f"/{range_id(T1, T2)}")
-    cdrs = spark.read.parquet(f"{first['path']}/cdr")
+    assert first.path.endswith(f"/{range_id(T1, T2)}")
+    cdrs = spark.read.parquet(f"{first.path}/cdr")
     rows = cdrs.collect()
     assert sorted(r["call_id"] for r in rows) == sorted(expected)  # nothing more, nothing less
     for r in rows:
@@ -128,36 +129,41 @@ def test_replay_is_exact_in_event_time_and_idempotent(
     assert edge_ids <= set(expected)
     assert not {r["call_id"] for r in records if r["event_time"] in (T1 - MS, T2)} & set(expected)
 
-    assert first["counts"]["records"] == len(expected)
-    assert first["counts"]["undecodable"] == 0
-    assert first["schema_ids"] == {str(t.schema_id): len(expected)}
-    assert sum(p["read"] for p in first["partitions"]) == first["counts"]["read"]
-    assert first["counts"]["read"] == (
-        first["counts"]["before_range"] + len(expected) + first["counts"]["after_range"]
-    )
-    assert first["summary"]["callers"] == len({r["caller_num"] for r in expected.values()})
-    assert first["summary"]["towers"] == len({r["tower_id"] for r in expected.values()})
-    assert first["summary"]["revenue"] == pytest.approx(
+    assert first.counts.records == len(expected)
+    assert first.counts.undecodable == 0
+    assert first.schema_ids == {str(t.schema_id): len(expected)}
+    assert sum(p.read for p in first.partitions) == first.counts.read
+    c = first.counts
+    assert c.read == c.before_range + len(expected) + c.after_range
+    assert first.summary.callers == len({r["caller_num"] for r in expected.values()})
+    assert first.summary.towers == len({r["tower_id"] for r in expected.values()})
+    assert first.summary.revenue == pytest.approx(
         expected_revenue(list(expected.values())), abs=1e-3
     )
-    billing = spark.read.parquet(f"{first['path']}/billing_report")
+    billing = spark.read.parquet(f"{first.path}/billing_report")
     assert billing.agg({"calls": "sum"}).first()[0] == sum(
         r["call_type"] == "VOICE" for r in expected.values()
     )
-    manifest = json.loads(
-        (Path(first["path"].removeprefix("file://")) / "manifest.json").read_text()
+    on_disk = (Path(first.path.removeprefix("file://")) / "manifest.json").read_text()
+    manifest = json.loads(on_disk)
+    assert manifest["run_id"] == first.run_id
+    assert "path" not in manifest
+    assert "seconds_with_startup" not in manifest["summary"]
+    # The file reads back to what the run returned, and is written back byte for byte.
+    assert Manifest.from_json(on_disk, path=first.path) == first.with_summary(
+        seconds_with_startup=None
     )
-    assert manifest["run_id"] == first["run_id"]
+    assert Manifest.from_json(on_disk).to_json() == on_disk
 
-    cdr_before = read_rows(spark, first["path"], "cdr")
-    billing_before = read_rows(spark, first["path"], "billing_report")
-    health_before = read_rows(spark, first["path"], "network_health")
+    cdr_before = read_rows(spark, first.path, "cdr")
+    billing_before = read_rows(spark, first.path, "billing_report")
+    health_before = read_rows(spark, first.path, "network_health")
     second = runner.replay_range(s, T1, T2, topic=t.name, spark=spark)
-    assert second["run_id"] != first["run_id"]
-    assert second["path"] == first["path"]
-    assert read_rows(spark, second["path"], "cdr") == cdr_before  # identical rows, one copy
-    assert read_rows(spark, second["path"], "billing_report") == billing_before
-    assert read_rows(spark, second["path"], "network_health") == health_before
+    assert second.run_id != first.run_id
+    assert second.path == first.path
+    assert read_rows(spark, second.path, "cdr") == cdr_before  # identical rows, one copy
+    assert read_rows(spark, second.path, "billing_report") == billing_before
+    assert read_rows(spark, second.path, "network_health") == health_before
     assert folders(tmp_path / "replay") == [range_id(T1, T2)]  # no staging, nothing replaced
 
 
@@ -169,7 +175,7 @@ def test_a_failed_run_leaves_the_previous_output(
 ) -> None:
     t, s, _ = replayed
     first = runner.replay_range(s, T1, T2, topic=t.name, spark=spark)
-    before = read_rows(spark, first["path"], "cdr")
+    before = read_rows(spark, first.path, "cdr")
 
     compute = tables.Table.compute
 
@@ -186,10 +192,10 @@ def test_a_failed_run_leaves_the_previous_output(
     monkeypatch.undo()
 
     assert folders(tmp_path / "replay") == [range_id(T1, T2)]
-    root = Path(first["path"].removeprefix("file://"))
-    assert json.loads((root / "manifest.json").read_text())["run_id"] == first["run_id"]
+    root = Path(first.path.removeprefix("file://"))
+    assert json.loads((root / "manifest.json").read_text())["run_id"] == first.run_id
     assert (root / "_SUCCESS").exists()
-    assert read_rows(spark, first["path"], "cdr") == before
+    assert read_rows(spark, first.path, "cdr") == before
 
 
 def test_api_replays_verifies_and_reports_an_interval(
@@ -210,17 +216,17 @@ def test_api_replays_verifies_and_reports_an_interval(
         monkeypatch.setenv(name, value)
     manifest = api.replay_interval(T1, T2, str(out))
     expected = expected_in_range(records)
-    assert manifest["counts"]["records"] == len(expected)
+    assert manifest.counts.records == len(expected)
 
     report = api.verify_interval(T1, T2, str(out))
-    assert report["verified"]
-    assert report["records"] == report["expected"] == len(expected)
+    assert report.verified
+    assert report.records == report.expected == len(expected)
 
     got = api.interval_metrics(T1, T2, str(out))
-    assert got["records"] == len(expected)
-    assert got["customers"] == len({r["caller_num"] for r in expected.values()})
-    assert got["towers"] == len({r["tower_id"] for r in expected.values()})
-    assert got["revenue"] == manifest["summary"]["revenue"]
+    assert got.records == len(expected)
+    assert got.customers == len({r["caller_num"] for r in expected.values()})
+    assert got.towers == len({r["tower_id"] for r in expected.values()})
+    assert got.revenue == manifest.summary.revenue
 
     folder = out / range_id(T1, T2)
     tampered = json.loads((folder / "manifest.json").read_text())
