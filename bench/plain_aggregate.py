@@ -47,7 +47,7 @@ from kappa import clients
 from kappa.settings import AggregateSettings, KafkaSettings, RegistrySettings, StackSettings
 from schemas.contract import SchemaName, schema_text
 from streams.aggregate.decode import Decoders, decode
-from streams.aggregate.job import configure_state_store, kafka_source
+from streams.aggregate.query import configure_state_store, kafka_source
 from streams.aggregate.tables import BILLING, NETWORK, Params, Table
 from streams.spark import session
 

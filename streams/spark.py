@@ -24,7 +24,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from kappa.settings import AggregateSettings, StackSettings
-from streams.aggregate.exceptions import BadSettingError, ConnectorJarsMissingError
+from streams.exceptions import BadSettingError, ConnectorJarsMissingError
 
 log = logging.getLogger(__name__)
 

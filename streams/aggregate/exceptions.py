@@ -1,20 +1,10 @@
 """Errors of the aggregation job."""
 
-from kappa.exceptions import EXIT_BAD_SETTING, KappaError
+from kappa.exceptions import KappaError
 
 
 class AggregateError(KappaError):
     """Something the aggregation job cannot go on with."""
-
-
-class ConnectorJarsMissingError(AggregateError):
-    """The Spark Kafka/Avro connector jars are not installed."""
-
-
-class BadSettingError(AggregateError):
-    """A flag or setting of the aggregation job is invalid."""
-
-    exit_code = EXIT_BAD_SETTING
 
 
 class UnknownSchemaIdError(AggregateError):

@@ -296,10 +296,19 @@ def late_groups(late: DataFrame) -> int:
     return int(row["callers"]) + int(row["towers"])
 
 
-def progress_flags(progress: Any) -> tuple[int, int, int] | None:
-    """(batch id, rows dropped by the watermark, undecodable values) of one progress
-    report (a ``StreamingQueryProgress`` or its JSON dict); None for a report of a
-    trigger that ran no batch (an idle query reports the *next* batch id)."""
+@dataclass(frozen=True)
+class BatchFlags:
+    """What one batch's progress report says the capture must look at."""
+
+    batch_id: int
+    dropped: int  # rows dropped by the watermark
+    undecodable: int  # values that are not a record
+
+
+def progress_flags(progress: Any) -> BatchFlags | None:
+    """The ``BatchFlags`` of one progress report (a ``StreamingQueryProgress`` or its
+    JSON dict); None for a report of a trigger that ran no batch (an idle query
+    reports the *next* batch id)."""
     text = getattr(progress, "json", None)
     data = json.loads(text) if isinstance(text, str) else progress
     if "addBatch" not in (data.get("durationMs") or {}):
@@ -308,7 +317,7 @@ def progress_flags(progress: Any) -> tuple[int, int, int] | None:
         int(op.get("numRowsDroppedByWatermark") or 0) for op in data.get("stateOperators") or []
     )
     observed = (data.get("observedMetrics") or {}).get(OBSERVED) or {}
-    return int(data["batchId"]), dropped, int(observed.get("undecodable") or 0)
+    return BatchFlags(int(data["batchId"]), dropped, int(observed.get("undecodable") or 0))
 
 
 OBSERVED = "kappa_input"

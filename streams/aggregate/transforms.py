@@ -21,7 +21,7 @@ from pyspark.sql.types import (
 )
 
 from kappa.settings import AggregateSettings
-from streams.aggregate.exceptions import BadSettingError
+from streams.exceptions import BadSettingError
 
 DEFAULT_WINDOW = "5 minutes"
 

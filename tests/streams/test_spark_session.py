@@ -8,7 +8,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as sf
 from pyspark.sql.avro.functions import to_avro
 
-from streams.aggregate.exceptions import BadSettingError
+from streams.exceptions import BadSettingError
 from streams.spark import QUIET_LOGGERS, check_master
 
 

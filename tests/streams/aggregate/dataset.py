@@ -23,7 +23,8 @@ from schemas.contract import SchemaName, parsed_schema, register, schema_text, s
 from schemas.wire import WireEncoder
 from streams.aggregate import job
 from streams.aggregate.checkpoint import Checkpoint
-from streams.aggregate.job import AggregateQuery
+from streams.aggregate.handle import AggregateQuery
+from streams.aggregate.query import start
 from tests.harness.stack import StackHandle
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
@@ -191,7 +192,7 @@ def start_query(
     **options: Any,
 ) -> AggregateQuery:
     """The aggregation query, running, against the test stack."""
-    return job.start(spark, settings, **_connections(stack, topics), **options)
+    return start(spark, settings, **_connections(stack, topics), **options)
 
 
 def drain(

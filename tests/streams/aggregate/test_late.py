@@ -11,7 +11,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as sf
 
 from streams.aggregate.checkpoint import Checkpoint
-from streams.aggregate.late import LATE_COLUMNS, late_rows, progress_flags
+from streams.aggregate.late import LATE_COLUMNS, BatchFlags, late_rows, progress_flags
 from streams.aggregate.transforms import CDR_SCHEMA
 from tests.streams.aggregate.dataset import T0, cdr
 
@@ -52,7 +52,7 @@ def test_progress_flags_skip_triggers_that_ran_no_batch() -> None:
         "stateOperators": [{"numRowsDroppedByWatermark": 3}],
         "observedMetrics": {"kappa_input": {"undecodable": 2}},
     }
-    assert progress_flags(ran) == (4, 3, 2)
+    assert progress_flags(ran) == BatchFlags(4, 3, 2)
     idle = {"batchId": 5, "durationMs": {"triggerExecution": 1}, "stateOperators": []}
     assert progress_flags(idle) is None
 
