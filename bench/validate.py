@@ -44,7 +44,8 @@ from producers.clock import WallClock
 from producers.generator import FaultRates
 from producers.run import ProduceRequest, produce
 from stack.topics import delete_topics, ensure_topics
-from streams.validate.job import RunStats, consumer_tuning, run, transactional_producer
+from streams.validate.connections import consumer_tuning, transactional_producer
+from streams.validate.job import RunStats, run
 
 
 class _Clock:

@@ -135,53 +135,15 @@ def rebuild(
         return 0
     started = time.monotonic()
     consumer: Consumer = make_consumer()
-    read = 0
     try:
-        meta = consumer.list_topics(valid_topic, timeout=30)
-        tmeta = meta.topics.get(valid_topic)
-        if tmeta is None or tmeta.error is not None:
+        tail = _tail(consumer, state.horizon_ms, valid_topic, parts)
+        if not tail:
             return 0
-        ends: dict[int, int] = {}
-        starts: list[TopicPartition] = []
-        for p in tmeta.partitions:
-            if p not in parts:
-                continue
-            low, high = consumer.get_watermark_offsets(TopicPartition(valid_topic, p), timeout=30)
-            if high <= low:
-                continue
-            ends[p] = high
-            last_ts = _last_timestamp(consumer, valid_topic, p, low, high)
-            starts.append(TopicPartition(valid_topic, p, max(0, last_ts - state.horizon_ms)))
-        if not starts:
-            return 0
-        offsets = consumer.offsets_for_times(starts, timeout=30)
-        assign = []
-        for tp in offsets:
-            if tp.offset in (OFFSET_END, -1) or tp.offset >= ends[tp.partition]:
-                ends.pop(tp.partition)
-                continue
-            assign.append(TopicPartition(valid_topic, tp.partition, tp.offset))
-        if not assign:
-            return 0
-        consumer.assign(assign)
-        deadline = started + timeout_s
-        while ends and time.monotonic() < deadline:
-            for msg in consumer.consume(10_000, 0.5):
-                if msg.error() is not None:
-                    continue
-                p = msg.partition()
-                src = hdr.source_of(msg.headers())
-                key = msg.key()
-                if src is not None and src[0] == raw_topic and key:
-                    state.add(p, key.decode("utf-8", "replace"), msg.timestamp()[1])
-                read += 1
-                if p in ends and msg.offset() + 1 >= ends[p]:
-                    ends.pop(p)
-            # Aborted transactions leave control records, so a read_committed
-            # consumer may never see the last offset itself: check positions.
-            for tp in consumer.position([TopicPartition(valid_topic, p) for p in list(ends)]):
-                if tp.offset >= 0 and tp.offset >= ends.get(tp.partition, 0):
-                    ends.pop(tp.partition, None)
+        consumer.assign([TopicPartition(valid_topic, p, start) for p, (start, _) in tail.items()])
+        ends = {p: end for p, (_, end) in tail.items()}
+        read = _read_tail(
+            consumer, state, valid_topic, raw_topic, ends=ends, deadline=started + timeout_s
+        )
         if ends:
             msg = f"dedup rebuild from {valid_topic} did not finish in {timeout_s:.0f} s"
             raise KafkaException(msg)
@@ -195,6 +157,68 @@ def rebuild(
         len(state),
         time.monotonic() - started,
     )
+    return read
+
+
+def _tail(
+    consumer: Consumer, horizon_ms: int, valid_topic: str, parts: list[int]
+) -> dict[int, tuple[int, int]]:
+    """Per partition of ``parts`` with records within the horizon of its last
+    timestamp: (first offset to read, end offset). Empty if the topic is missing."""
+    meta = consumer.list_topics(valid_topic, timeout=30)
+    tmeta = meta.topics.get(valid_topic)
+    if tmeta is None or tmeta.error is not None:
+        return {}
+    ends: dict[int, int] = {}
+    starts: list[TopicPartition] = []
+    for p in tmeta.partitions:
+        if p not in parts:
+            continue
+        low, high = consumer.get_watermark_offsets(TopicPartition(valid_topic, p), timeout=30)
+        if high <= low:
+            continue
+        ends[p] = high
+        last_ts = _last_timestamp(consumer, valid_topic, p, low, high)
+        starts.append(TopicPartition(valid_topic, p, max(0, last_ts - horizon_ms)))
+    if not starts:
+        return {}
+    out: dict[int, tuple[int, int]] = {}
+    for tp in consumer.offsets_for_times(starts, timeout=30):
+        if tp.offset in (OFFSET_END, -1) or tp.offset >= ends[tp.partition]:
+            continue
+        out[tp.partition] = (tp.offset, ends[tp.partition])
+    return out
+
+
+def _read_tail(
+    consumer: Consumer,
+    state: DedupState,
+    valid_topic: str,
+    raw_topic: str,
+    *,
+    ends: dict[int, int],
+    deadline: float,
+) -> int:
+    """Read the assigned partitions up to ``ends`` (each removed once reached), adding
+    the call_ids that came from ``raw_topic`` to ``state``; the records read."""
+    read = 0
+    while ends and time.monotonic() < deadline:
+        for msg in consumer.consume(10_000, 0.5):
+            if msg.error() is not None:
+                continue
+            p = msg.partition()
+            src = hdr.source_of(msg.headers())
+            key = msg.key()
+            if src is not None and src[0] == raw_topic and key:
+                state.add(p, key.decode("utf-8", "replace"), msg.timestamp()[1])
+            read += 1
+            if p in ends and msg.offset() + 1 >= ends[p]:
+                ends.pop(p)
+        # Aborted transactions leave control records, so a read_committed
+        # consumer may never see the last offset itself: check positions.
+        for tp in consumer.position([TopicPartition(valid_topic, p) for p in list(ends)]):
+            if tp.offset >= 0 and tp.offset >= ends.get(tp.partition, 0):
+                ends.pop(tp.partition, None)
     return read
 
 

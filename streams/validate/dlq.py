@@ -28,10 +28,11 @@ from kappa import clients
 from kappa.settings import KafkaSettings, RegistrySettings, TopicSettings, ValidatorSettings
 from schemas.wire import Decoded, WireDecoder
 from streams.validate import headers as hdr
+from streams.validate.connections import suite_config, transactional_producer
 from streams.validate.dedup import SHARD, DedupState
+from streams.validate.encoding import produce_all
 from streams.validate.exceptions import ValidatorError
-from streams.validate.job import produce_all, suite_config, transactional_producer
-from streams.validate.outputs import Outputs
+from streams.validate.outputs import Message, Outputs
 from streams.validate.reading import offsets_at, partitions_of, read_range, side_consumer
 from streams.validate.routing import RawRecord, validate
 from streams.validate.suite import CdrSuite
@@ -87,7 +88,7 @@ def tail(
     decoder = WireDecoder(clients.registry(registry))
     consumer = side_consumer(kafka, "dlq-tail")
     try:
-        parts = partitions_of(consumer, topics.dlq)
+        parts = partitions_of(consumer, topics.dlq, kafka.bootstrap)
         # Message timestamps are the raw event times; judged_at is filtered on below.
         starts = offsets_at(consumer, topics.dlq, parts, None)
         for msg in read_range(consumer, topics.dlq, starts, follow=follow):
@@ -134,6 +135,14 @@ class RedriveReport:
         }
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A dead letter to judge again, and the raw record it holds."""
+
+    raw: RawRecord
+    view: DeadLetterView
+
+
 def redrive(
     kafka: KafkaSettings,
     registry: RegistrySettings,
@@ -157,26 +166,10 @@ def redrive(
     dedup = DedupState(int(settings.dedup_horizon_s * 1000))
     oldest = min((_ms(v.record.get("source_timestamp")) for v in letters), default=0)
     done = _valid_sources(kafka, topics, dedup, max(0, oldest - dedup.horizon_ms))
-    client = clients.registry(registry)
-    decoder = WireDecoder(client)
-    todo: list[tuple[RawRecord, DeadLetterView]] = []
-    for v in letters:
-        r = v.record
-        coords = (r["source_partition"], r["source_offset"])
-        if coords in done:
-            report.already_valid += 1
-            continue
-        done.add(coords)  # two dead letters of one raw record: judge it once
-        raw = RawRecord(
-            r["source_topic"],
-            r["source_partition"],
-            r["source_offset"],
-            _ms(r.get("source_timestamp")) or None,
-            r.get("original_key"),
-            r.get("original_value"),
-        )
-        todo.append((raw, v))
+    todo = _candidates(letters, done, report)
     report.candidates = len(todo)
+    client = clients.registry(registry)
+    judge = _Rejudge(WireDecoder(client), suite, dedup, report, topics.dlq)
     outputs = Outputs.register(client, topics) if not dry_run else None
     producer = None
     if not dry_run:
@@ -184,29 +177,7 @@ def redrive(
         producer.begin_transaction()
     try:
         for i in range(0, len(todo), _CHUNK):
-            chunk = todo[i : i + _CHUNK]
-            by_coords = {(raw.partition, raw.offset): view for raw, view in chunk}
-            routed = validate(
-                [raw for raw, _ in chunk],
-                decode=decoder.decode,
-                suite=suite,
-                seen=dedup.seen,
-                judged_at_ms=time.time_ns() // 1_000_000,
-            )
-            dedup.add_many(routed.accepted)
-            for d in routed.dead:
-                view = by_coords[(d.source.partition, d.source.offset)]
-                report.still_failing.update(view.rules)
-                report.now_failing.update(d.rules)
-            messages = []
-            for ok in routed.valid:
-                view = by_coords[(ok.source.partition, ok.source.offset)]
-                report.moved.update(view.rules)
-                if outputs is not None:
-                    extra = [
-                        (hdr.REDRIVEN, hdr.coords(topics.dlq, view.dlq_partition, view.dlq_offset))
-                    ]
-                    messages.append(outputs.valid(ok, extra))
+            messages = judge.chunk(todo[i : i + _CHUNK], outputs)
             if producer is not None and outputs is not None:
                 produce_all(producer, outputs.valid_topic, messages)
         if producer is not None:
@@ -223,6 +194,70 @@ def redrive(
     return report
 
 
+def _candidates(
+    letters: list[DeadLetterView], done: set[tuple[int, int]], report: RedriveReport
+) -> list[Candidate]:
+    """The raw records of ``letters`` not already on cdr.valid (``done``, which learns
+    them: two dead letters of one raw record are judged once)."""
+    todo: list[Candidate] = []
+    for v in letters:
+        r = v.record
+        coords = (r["source_partition"], r["source_offset"])
+        if coords in done:
+            report.already_valid += 1
+            continue
+        done.add(coords)
+        raw = RawRecord(
+            r["source_topic"],
+            r["source_partition"],
+            r["source_offset"],
+            _ms(r.get("source_timestamp")) or None,
+            r.get("original_key"),
+            r.get("original_value"),
+        )
+        todo.append(Candidate(raw, v))
+    return todo
+
+
+@dataclass(frozen=True)
+class _Rejudge:
+    """Judges candidates with the current suite, counting what moves in ``report``."""
+
+    decoder: WireDecoder
+    suite: CdrSuite
+    dedup: DedupState
+    report: RedriveReport
+    dlq_topic: str
+
+    def chunk(self, chunk: list[Candidate], outputs: Outputs | None) -> list[Message]:
+        """The cdr.valid messages of the candidates that pass now (none without
+        ``outputs``: a dry run)."""
+        report = self.report
+        by_coords = {(c.raw.partition, c.raw.offset): c.view for c in chunk}
+        routed = validate(
+            [c.raw for c in chunk],
+            decode=self.decoder.decode,
+            suite=self.suite,
+            seen=self.dedup.seen,
+            judged_at_ms=time.time_ns() // 1_000_000,
+        )
+        self.dedup.add_many(routed.accepted)
+        for d in routed.dead:
+            view = by_coords[(d.source.partition, d.source.offset)]
+            report.still_failing.update(view.rules)
+            report.now_failing.update(d.rules)
+        messages = []
+        for ok in routed.valid:
+            view = by_coords[(ok.source.partition, ok.source.offset)]
+            report.moved.update(view.rules)
+            if outputs is not None:
+                extra = [
+                    (hdr.REDRIVEN, hdr.coords(self.dlq_topic, view.dlq_partition, view.dlq_offset))
+                ]
+                messages.append(outputs.valid(ok, extra))
+        return messages
+
+
 def _ms(value: Any) -> int:
     if isinstance(value, datetime):
         return int(value.timestamp() * 1000)
@@ -236,7 +271,7 @@ def _valid_sources(
     consumer = side_consumer(kafka, "dlq-redrive")
     out: set[tuple[int, int]] = set()
     try:
-        parts = partitions_of(consumer, topics.valid)
+        parts = partitions_of(consumer, topics.valid, kafka.bootstrap)
         starts = offsets_at(consumer, topics.valid, parts, from_ms)
         for msg in read_range(consumer, topics.valid, starts):
             src = hdr.source_of(msg.headers())

@@ -15,8 +15,17 @@ class BadRuleNameError(ValidatorError):
     """A rule name that is not one of schemas.rules."""
 
 
-class TopicMissingError(ValidatorError):
-    """A topic the validator needs does not exist."""
+class PartitionCountMismatchError(ValidatorError):
+    """The internal ``topic`` has ``have`` partitions where the valid topic has ``want``."""
+
+    def __init__(self, topic: str, have: int, want: int) -> None:
+        self.topic = topic
+        self.have = have
+        self.want = want
+        super().__init__(
+            f"internal topic {topic} has {have} partitions, the valid topic {want}; "
+            "delete it (no judged record is lost: its offsets were committed) or match them"
+        )
 
 
 class SuiteError(ValidatorError):

@@ -90,55 +90,93 @@ def ledger(
             partition=partition,
             from_offset=from_offset,
             to_offset=to_offset,
+            bootstrap=kafka.bootstrap,
         )
         report = LedgerReport(topics.raw, ranges)
-        offsets: dict[int, set[int]] = {p: set() for p in ranges}
-        min_ts: int | None = None
         decoder = WireDecoder(clients.registry(registry), millis=True)
-        for msg in read_range(
-            consumer,
-            topics.raw,
-            {p: r[0] for p, r in ranges.items()},
-            {p: r[1] for p, r in ranges.items()},
-        ):
-            p, o = msg.partition(), msg.offset()
-            assert p is not None
-            assert o is not None
-            offsets[p].add(o)
-            ts = msg.timestamp()[1]
+        raw = _read_raw(consumer, decoder, topics.raw, ranges)
+        report.raw = sum(len(s) for s in raw.offsets.values())
+        if raw.min_ts is None:
+            return report
+        seen = _Seen()
+        for topic, is_dlq in ((topics.valid, False), (topics.dlq, True)):
+            parts = partitions_of(consumer, topic, kafka.bootstrap)
+            starts = offsets_at(consumer, topic, parts, raw.min_ts)
+            for msg in read_range(consumer, topic, starts):
+                seen.count(msg, raw, decoder, report, is_dlq=is_dlq)
+        seen.reconcile(raw, report)
+        return report
+    finally:
+        consumer.close()
+
+
+@dataclass(frozen=True)
+class _RawRead:
+    """The offsets read per raw partition, and the earliest time among them (ms)."""
+
+    offsets: dict[int, set[int]]
+    min_ts: int | None
+    topic: str
+
+
+def _read_raw(
+    consumer: Any, decoder: WireDecoder, topic: str, ranges: dict[int, tuple[int, int]]
+) -> _RawRead:
+    """Read the raw ranges: their offsets and the earliest of their timestamps and
+    event times (where the outcomes may start)."""
+    offsets: dict[int, set[int]] = {p: set() for p in ranges}
+    min_ts: int | None = None
+    for msg in read_range(
+        consumer,
+        topic,
+        {p: r[0] for p, r in ranges.items()},
+        {p: r[1] for p, r in ranges.items()},
+    ):
+        p, o = msg.partition(), msg.offset()
+        assert p is not None
+        assert o is not None
+        offsets[p].add(o)
+        ts = msg.timestamp()[1]
+        got = decoder.decode(msg.value())
+        if isinstance(got, Decoded):
+            when = got.record.get("event_time")
+            if type(when) is int and when >= 0:
+                ts = min(ts, when)
+        min_ts = ts if min_ts is None else min(min_ts, ts)
+    return _RawRead(offsets, min_ts, topic)
+
+
+@dataclass
+class _Seen:
+    """How many times each raw record of the range came out valid, dead or redriven."""
+
+    valid: Counter[tuple[int, int]] = field(default_factory=Counter)
+    dead: Counter[tuple[int, int]] = field(default_factory=Counter)
+    redriven: Counter[tuple[int, int]] = field(default_factory=Counter)
+
+    def count(
+        self, msg: Any, raw: _RawRead, decoder: WireDecoder, report: LedgerReport, *, is_dlq: bool
+    ) -> None:
+        src = hdr.source_of(msg.headers())
+        if src is None or src[0] != raw.topic or src[2] not in raw.offsets.get(src[1], ()):
+            return
+        key = (src[1], src[2])
+        if is_dlq:
+            self.dead[key] += 1
             got = decoder.decode(msg.value())
             if isinstance(got, Decoded):
-                when = got.record.get("event_time")
-                if type(when) is int and when >= 0:
-                    ts = min(ts, when)
-            min_ts = ts if min_ts is None else min(min_ts, ts)
-        report.raw = sum(len(s) for s in offsets.values())
-        if min_ts is None:
-            return report
-        valid_seen: Counter[tuple[int, int]] = Counter()
-        redriven: Counter[tuple[int, int]] = Counter()
-        dead_seen: Counter[tuple[int, int]] = Counter()
-        for topic, is_dlq in ((topics.valid, False), (topics.dlq, True)):
-            parts = partitions_of(consumer, topic)
-            starts = offsets_at(consumer, topic, parts, min_ts)
-            for msg in read_range(consumer, topic, starts):
-                src = hdr.source_of(msg.headers())
-                if src is None or src[0] != topics.raw or src[2] not in offsets.get(src[1], ()):
-                    continue
-                key = (src[1], src[2])
-                if is_dlq:
-                    dead_seen[key] += 1
-                    got = decoder.decode(msg.value())
-                    if isinstance(got, Decoded):
-                        report.by_rule.update({f["rule"] for f in got.record["failures"]})
-                elif hdr.redriven_from(msg.headers()) is not None:
-                    redriven[key] += 1
-                else:
-                    valid_seen[key] += 1
-        for p, offs in sorted(offsets.items()):
+                report.by_rule.update({f["rule"] for f in got.record["failures"]})
+        elif hdr.redriven_from(msg.headers()) is not None:
+            self.redriven[key] += 1
+        else:
+            self.valid[key] += 1
+
+    def reconcile(self, raw: _RawRead, report: LedgerReport) -> None:
+        """Each raw record in exactly one place, or named missing or doubled."""
+        for p, offs in sorted(raw.offsets.items()):
             for o in sorted(offs):
                 k = (p, o)
-                v, d, r = valid_seen[k], dead_seen[k], redriven[k]
+                v, d, r = self.valid[k], self.dead[k], self.redriven[k]
                 if v == 0 and d == 0:
                     report.missing.append(k)
                 elif v + d > 1 or r > 1 or (r and not d) or (r and v):
@@ -148,9 +186,6 @@ def ledger(
                 else:
                     report.dead += 1
                     report.redriven += r
-        return report
-    finally:
-        consumer.close()
 
 
 def _ranges(
@@ -162,8 +197,9 @@ def _ranges(
     partition: int | None,
     from_offset: int | None,
     to_offset: int | None,
+    bootstrap: str,
 ) -> dict[int, tuple[int, int]]:
-    parts = partitions_of(consumer, topic)
+    parts = partitions_of(consumer, topic, bootstrap)
     if partition is not None:
         if partition not in parts:
             msg = f"{topic} has no partition {partition} (it has {len(parts)})"

@@ -21,10 +21,10 @@ import pandas as pd
 from kappa import clients
 from kappa.settings import KafkaSettings, RegistrySettings, TopicSettings, ValidatorSettings
 from schemas.wire import Decoded, WireDecoder
-from streams.validate.job import suite_config
+from streams.validate.connections import suite_config
 from streams.validate.reading import offsets_at, partitions_of, read_range, side_consumer
 from streams.validate.routing import frame_row
-from streams.validate.suite import FRAME_COLUMNS, MAX_EVENT_TIME_PARAM, expectations
+from streams.validate.suite import FRAME_COLUMNS, MAX_EVENT_TIME_PARAM, SuiteConfig, expectations
 
 log = logging.getLogger(__name__)
 
@@ -63,28 +63,7 @@ def report(
         folder.mkdir(parents=True, exist_ok=True)
         context = gx.get_context(mode="file", project_root_dir=str(folder.resolve()))
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        source = context.data_sources.add_or_update_pandas("cdr_raw_ranges")
-        asset = next((a for a in source.assets if a.name == "cdr_raw"), None)
-        if asset is None:
-            asset = source.add_dataframe_asset("cdr_raw")
-        bd = next((b for b in asset.batch_definitions if b.name == "range"), None)
-        if bd is None:
-            bd = asset.add_batch_definition_whole_dataframe("range")
-        suite = gx.ExpectationSuite(name=config.name, meta={"suite_version": config.version})
-        for exp in expectations(config):
-            suite.add_expectation(exp)
-        suite = context.suites.add_or_update(suite)
-        vd = context.validation_definitions.add_or_update(
-            gx.ValidationDefinition(data=bd, suite=suite, name=f"{config.name}-range")
-        )
-        checkpoint = context.checkpoints.add_or_update(
-            gx.Checkpoint(
-                name="cdr_raw_range",
-                validation_definitions=[vd],
-                actions=[update_docs(name="data_docs")],
-                result_format={"result_format": "SUMMARY"},
-            )
-        )
+        checkpoint = _checkpoint(gx, context, config, update_docs)
         params = {MAX_EVENT_TIME_PARAM: time.time_ns() // 1_000_000 + config.future_tolerance_ms}
         result = checkpoint.run(
             batch_parameters={"dataframe": frame}, expectation_parameters=params
@@ -103,6 +82,33 @@ def report(
     )
 
 
+def _checkpoint(gx: Any, context: Any, config: SuiteConfig, update_docs: Any) -> Any:
+    """The GX checkpoint of the range: the dataframe asset, the suite, its validation
+    definition and the Data Docs action (each updated in place if it exists)."""
+    source = context.data_sources.add_or_update_pandas("cdr_raw_ranges")
+    asset = next((a for a in source.assets if a.name == "cdr_raw"), None)
+    if asset is None:
+        asset = source.add_dataframe_asset("cdr_raw")
+    bd = next((b for b in asset.batch_definitions if b.name == "range"), None)
+    if bd is None:
+        bd = asset.add_batch_definition_whole_dataframe("range")
+    suite = gx.ExpectationSuite(name=config.name, meta={"suite_version": config.version})
+    for exp in expectations(config):
+        suite.add_expectation(exp)
+    suite = context.suites.add_or_update(suite)
+    vd = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(data=bd, suite=suite, name=f"{config.name}-range")
+    )
+    return context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name="cdr_raw_range",
+            validation_definitions=[vd],
+            actions=[update_docs(name="data_docs")],
+            result_format={"result_format": "SUMMARY"},
+        )
+    )
+
+
 def _frame(
     kafka: KafkaSettings,
     registry: RegistrySettings,
@@ -115,7 +121,7 @@ def _frame(
     rows = []
     undecodable = 0
     try:
-        parts = partitions_of(consumer, topics.raw)
+        parts = partitions_of(consumer, topics.raw, kafka.bootstrap)
         starts = offsets_at(consumer, topics.raw, parts, start)
         ends = offsets_at(consumer, topics.raw, parts, end) if end is not None else None
         for msg in read_range(consumer, topics.raw, starts, ends):

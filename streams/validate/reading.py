@@ -10,7 +10,7 @@ from confluent_kafka import OFFSET_END, Consumer, Message, TopicPartition
 
 from kappa import clients
 from kappa.settings import KafkaSettings
-from streams.validate.exceptions import TopicMissingError
+from kappa.topics import require_topics
 
 
 def side_consumer(kafka: KafkaSettings, purpose: str) -> Consumer:
@@ -18,12 +18,9 @@ def side_consumer(kafka: KafkaSettings, purpose: str) -> Consumer:
     return clients.consumer(kafka, f"kappa-{purpose}", **{"enable.partition.eof": False})
 
 
-def partitions_of(consumer: Consumer, topic: str) -> list[int]:
-    meta = consumer.list_topics(topic, timeout=30).topics.get(topic)
-    if meta is None or meta.error is not None:
-        msg = f"topic {topic} does not exist"
-        raise TopicMissingError(msg)
-    return sorted(meta.partitions)
+def partitions_of(consumer: Consumer, topic: str, bootstrap: str = "the broker") -> list[int]:
+    """The partition ids of ``topic``; ``TopicMissingError`` if it does not exist."""
+    return require_topics(consumer, [topic], bootstrap)[topic]
 
 
 def offsets_at(

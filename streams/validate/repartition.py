@@ -42,7 +42,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from kappa.settings import KafkaSettings
 from schemas.wire import Decoded
 from streams.validate import headers as hdr
-from streams.validate.exceptions import TopicMissingError
+from streams.validate.exceptions import PartitionCountMismatchError
 from streams.validate.routing import Decode, RawRecord
 
 log = logging.getLogger(__name__)
@@ -84,11 +84,7 @@ def ensure_topic(kafka: KafkaSettings, name: str, partitions: int) -> None:
             break
         time.sleep(0.2)
     if have != partitions:
-        msg = (
-            f"internal topic {name} has {have} partitions, the valid topic {partitions}; "
-            "delete it (no judged record is lost: its offsets were committed) or match them"
-        )
-        raise TopicMissingError(msg)
+        raise PartitionCountMismatchError(name, have, partitions)
 
 
 def forward(decode: Decode, raw: RawRecord) -> Message:

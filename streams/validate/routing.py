@@ -206,6 +206,12 @@ def _hot_row(decoded: Decoded) -> dict[str, Any] | None:
     return rec
 
 
+# Per input record: its frame row (-1: undecodable), schema id, failures so far
+# (None: none), and its value spans when it is CdrRaw-shaped (exact: True). A tuple,
+# not a dataclass: one per record on the hot path.
+_Judged = tuple[int, int | None, list[Failure] | None, bool, tuple[int, ...] | None]
+
+
 def validate(
     batch: Sequence[RawRecord],
     *,
@@ -218,9 +224,23 @@ def validate(
     routed = Routed()
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
-    # Per input record: its frame row (-1: undecodable), schema id, failures so far
-    # (None: none), and its value spans when it is CdrRaw-shaped (exact: True).
-    judged: list[tuple[int, int | None, list[Failure] | None, bool, tuple[int, ...] | None]] = []
+    judged: list[_Judged] = []
+    _decode_all(batch, decode, rows, judged)
+    t1 = time.perf_counter()
+    gx_failed = suite.run(frame_of(rows), judged_at_ms) if rows else {}
+    t2 = time.perf_counter()
+    routed.decode_seconds = t1 - t0
+    routed.gx_seconds = t2 - t1
+    dedup_on = suite.config.enabled(rules.DUPLICATE_CALL_ID.name)
+    _route(routed, batch, rows, judged, gx_failed=gx_failed, seen=seen if dedup_on else None)
+    return routed
+
+
+def _decode_all(
+    batch: Sequence[RawRecord], decode: Decode, rows: list[dict[str, Any]], judged: list[_Judged]
+) -> None:
+    """Decode ``batch``: one entry of ``judged`` per record, one frame row in ``rows``
+    per decoded record."""
     add_row, add_judged = rows.append, judged.append
     for raw in batch:
         got = decode(raw.value)
@@ -237,13 +257,19 @@ def validate(
         row, checks = frame_row(got)
         add_judged((len(rows), got.schema_id, checks or None, row.keys() == _FRAME_SET, None))
         add_row(row)
-    t1 = time.perf_counter()
-    gx_failed = suite.run(frame_of(rows), judged_at_ms) if rows else {}
-    t2 = time.perf_counter()
-    routed.decode_seconds = t1 - t0
-    routed.gx_seconds = t2 - t1
 
-    dedup_on = suite.config.enabled(rules.DUPLICATE_CALL_ID.name)
+
+def _route(
+    routed: Routed,
+    batch: Sequence[RawRecord],
+    rows: list[dict[str, Any]],
+    judged: list[_Judged],
+    *,
+    gx_failed: dict[int, list[tuple[str, str | None]]],
+    seen: Seen | None,
+) -> None:
+    """Each record valid or dead, by its decoding, GX's failures and (with ``seen``,
+    the duplicate rule on) its call_id."""
     taken: set[tuple[int, str]] = set()
     add_valid, add_dead, add_accepted = (
         routed.valid.append,
@@ -267,7 +293,7 @@ def validate(
         call_id = row.get("call_id")
         ts = row.get("event_time")
         if (
-            dedup_on
+            seen is not None
             and isinstance(call_id, str)
             and ((raw.shard, call_id) in taken or seen(raw.shard, call_id, ts))
         ):
@@ -284,7 +310,6 @@ def validate(
         if cdr["data_volume_kb"] is None:
             cdr["data_volume_kb"] = 0
         add_valid(Valid(raw, cdr, sid if sid is not None else -1, spans))
-    return routed
 
 
 def _observed(row: dict[str, Any], column: str | None) -> Any:

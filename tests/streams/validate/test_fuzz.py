@@ -26,7 +26,8 @@ from kappa.settings import TopicSettings, ValidatorSettings
 from schemas import SchemaName, WireEncoder, load_schema, parsed_schema, schema_text
 from schemas.wire import Decoded, WireDecoder
 from streams.validate.dedup import DedupState
-from streams.validate.job import encode_routed, run
+from streams.validate.encoding import encode_routed
+from streams.validate.job import run
 from streams.validate.ledger import ledger
 from streams.validate.outputs import KEPT_VALUE_MAX, Outputs
 from streams.validate.routing import RawRecord, validate
@@ -129,7 +130,8 @@ def test_mutated_messages_end_as_dead_letters_or_contract_records(
         [v.source.offset for v in routed.valid] + [d.source.offset for d in routed.dead]
     )
     assert sources == list(range(size))
-    valid, dead = encode_routed(outputs, routed, "1", NOW_MS)
+    encoded = encode_routed(outputs, routed, "1", NOW_MS)
+    valid, dead = encoded.valid, encoded.dead
     check_messages(size, valid, dead, judged_at_ms=NOW_MS, cdr_schema=parsed_schema(SchemaName.CDR))
 
 
@@ -141,7 +143,8 @@ def test_a_huge_value_keeps_its_first_bytes_and_says_so(
     routed = validate(
         batch, decode=decoder.decode, suite=gx_suite, seen=lambda *_: False, judged_at_ms=NOW_MS
     )
-    valid, dead = encode_routed(outputs, routed, "1", NOW_MS)
+    encoded = encode_routed(outputs, routed, "1", NOW_MS)
+    valid, dead = encoded.valid, encoded.dead
     assert valid == []
     letter = schemaless_reader(
         io.BytesIO(dead[0][0][5:]), parsed_schema(SchemaName.DEAD_LETTER), None

@@ -19,7 +19,7 @@ from producers.generator import CdrGenerator, FaultRates
 from schemas import SchemaName, WireEncoder, load_schema
 from schemas.wire import WireDecoder
 from streams.validate.dedup import DedupState
-from streams.validate.job import encode_routed
+from streams.validate.encoding import encode_routed
 from streams.validate.outputs import Outputs
 from streams.validate.routing import RawRecord, Routed, frame_of, frame_row, validate
 from streams.validate.suite import FRAME_COLUMNS, CdrSuite

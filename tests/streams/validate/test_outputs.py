@@ -9,7 +9,7 @@ from fastavro import schemaless_reader
 
 from schemas import SchemaName, WireEncoder, load_schema, parsed_schema
 from streams.validate import headers as hdr
-from streams.validate.job import encode_routed
+from streams.validate.encoding import encode_routed
 from streams.validate.outputs import Outputs
 from streams.validate.routing import RawRecord, Routed, Valid
 from tests.fixtures.validate import NOW_MS, Judge, Wire, valid_record
@@ -33,7 +33,8 @@ def _read(name: SchemaName, value: bytes) -> dict:
 def test_dead_letter_keeps_bytes_coordinates_and_every_failure(judge: Judge) -> None:
     rec = valid_record(signal_strength=0, duration_sec=-1)
     routed = judge([rec])
-    valid, dead = encode_routed(_outputs(), routed, "7", NOW_MS)
+    encoded = encode_routed(_outputs(), routed, "7", NOW_MS)
+    valid, dead = encoded.valid, encoded.dead
     assert not valid
     ((value, key, ts, headers),) = dead
     assert key == rec["call_id"].encode()
@@ -50,7 +51,8 @@ def test_dead_letter_keeps_bytes_coordinates_and_every_failure(judge: Judge) -> 
 
 def test_valid_record_is_strict_cdr_with_key_timestamp_and_source(judge: Judge) -> None:
     rec = valid_record()
-    valid, dead = encode_routed(_outputs(), judge([rec]), "1", NOW_MS)
+    encoded = encode_routed(_outputs(), judge([rec]), "1", NOW_MS)
+    valid, dead = encoded.valid, encoded.dead
     assert not dead
     ((value, key, ts, headers),) = valid
     assert value[:5] == b"\x00\x00\x00\x00\x03"
@@ -66,7 +68,7 @@ def test_a_schema_id_beyond_int32_does_not_stop_the_job(judge: Judge) -> None:
     routed = judge([pill])
     assert routed.dead[0].schema_id is not None
     assert routed.dead[0].schema_id > 2**31
-    _, dead = encode_routed(_outputs(), routed, "1", NOW_MS)
+    dead = encode_routed(_outputs(), routed, "1", NOW_MS).dead
     letter = _read(SchemaName.DEAD_LETTER, dead[0][0])
     assert letter["schema_id"] is None
     assert letter["failures"][0]["rule"] == "undecodable"
@@ -78,7 +80,8 @@ def test_a_record_the_strict_schema_cannot_hold_becomes_a_schema_dead_letter() -
         valid_record(), call_type="VIDEO"
     )  # routing never lets this through; belt and braces
     routed = Routed(valid=[Valid(raw, bad, 9)], accepted=[(1, bad["call_id"], NOW_MS)])
-    valid, dead = encode_routed(_outputs(), routed, "1", NOW_MS)
+    encoded = encode_routed(_outputs(), routed, "1", NOW_MS)
+    valid, dead = encoded.valid, encoded.dead
     assert not valid
     assert not routed.accepted
     letter = _read(SchemaName.DEAD_LETTER, dead[0][0])
