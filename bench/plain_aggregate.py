@@ -12,7 +12,7 @@ mode to ``<output>/<table folder>`` with its own checkpoint. Two queries:
 billing per caller and network health per tower, each reading the topic itself.
 
 The session, the read options and the state store are the job's
-(``streams.spark.session``, ``job.configure_state_store``, the settings from
+(``streams.spark.session``, ``query.configure_state_store``, the settings from
 ``KAPPA_AGGREGATE_*``). The trigger is Spark's ``availableNow``, as the job's
 ``--available-now``: each query reads what the topic holds, runs the no-data batch
 that emits the windows the last watermark closed, and stops. Prints one JSON line

@@ -83,9 +83,15 @@ class _Interrupt:
     @classmethod
     def handler(cls, signum: int, frame: FrameType | None) -> None:
         cls.seen = True
-        # What comes next is py4j losing its JVM: not worth a log line.
+        # What comes next is py4j losing its call or its JVM: not worth a traceback
+        # (py4j logs some of it on the root logger).
         logging.getLogger("py4j").setLevel(logging.CRITICAL)
+        logging.getLogger().addFilter(cls.not_py4j)
         signal.default_int_handler(signum, frame)
+
+    @staticmethod
+    def not_py4j(record: logging.LogRecord) -> bool:
+        return "py4j" not in record.pathname
 
 
 def main(argv: list[str] | None = None) -> Any:

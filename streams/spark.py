@@ -14,8 +14,10 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
@@ -145,7 +147,7 @@ def session(
     builder = SparkSession.builder
     for key, value in conf.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    spark = _keeping_sigint(builder.getOrCreate)
     spark.sparkContext.setLogLevel("WARN")
     quiet_loggers(spark)
     for key in ("spark.sql.shuffle.partitions", "spark.sql.session.timeZone"):
@@ -157,6 +159,24 @@ def session(
         len(jars),
     )
     return spark
+
+
+def _keeping_sigint(create: Callable[[], SparkSession]) -> SparkSession:
+    """``create()`` with the process's own SIGINT handler kept.
+
+    pyspark's context replaces it with one that calls into the JVM from the signal
+    handler (``cancelAllJobs``): on Ctrl-C that call re-enters py4j, fails, and the
+    failure, not the interruption, surfaces. A terminal stops the JVM with the
+    process anyway; the command's handler reports the interruption.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return create()
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        return create()
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
 
 
 QUIET_LOGGERS = (
