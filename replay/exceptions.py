@@ -1,8 +1,7 @@
 """Errors of the replay."""
 
-from typing import Any
-
 from kappa.exceptions import KappaError
+from replay.lockfile import LockHolder
 
 
 class ReplayError(KappaError):
@@ -46,11 +45,11 @@ class ParityError(ReplayError):
 class RangeLockedError(ReplayError):
     """Another replay of the same range holds its lock (``holder``: what it wrote)."""
 
-    def __init__(self, lock: str, holder: dict[str, Any]) -> None:
+    def __init__(self, lock: str, holder: LockHolder) -> None:
         self.lock = lock
         self.holder = holder
         super().__init__(
-            f"another replay of this range is running (run {holder.get('run_id')} on "
-            f"{holder.get('host')}, pid {holder.get('pid')}, since {holder.get('started')}); "
+            f"another replay of this range is running (run {holder.run_id} on "
+            f"{holder.host}, pid {holder.pid}, since {holder.started}); "
             f"wait for it, or delete {lock} if that run is dead"
         )

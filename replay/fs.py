@@ -12,7 +12,6 @@ staging folder.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -25,6 +24,7 @@ from urllib.parse import unquote, urlparse
 from pyspark.sql import SparkSession
 
 from replay.exceptions import RangeLockedError
+from replay.lockfile import LockHolder
 from streams import spark_errors
 
 log = logging.getLogger(__name__)
@@ -144,33 +144,33 @@ class HadoopFs:
         host is reported with how to remove it.
         """
         url = join(self.root, f"{LOCK_PREFIX}{name}")
-        me = {
-            "run_id": run_id,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        if not self._create_new(url, json.dumps(me) + "\n"):
+        me = LockHolder(
+            run_id=run_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        if not self._create_new(url, me.to_json()):
             holder = self._holder(url)
-            stale = holder.get("host") == me["host"] and not _alive(int(holder.get("pid", 0)))
+            stale = holder.host == me.host and not _alive(holder.pid or 0)
             if not stale:
                 raise RangeLockedError(url, holder)
             log.warning("taking over the lock of a dead replay path=%s holder=%s", url, holder)
             self.delete(url)
-            if not self._create_new(url, json.dumps(me) + "\n"):
+            if not self._create_new(url, me.to_json()):
                 raise RangeLockedError(url, self._holder(url))
         try:
             yield url
         finally:
-            if self._holder(url).get("run_id") == run_id:
+            if self._holder(url).run_id == run_id:
                 self.delete(url)
 
-    def _holder(self, url: str) -> dict[str, Any]:
+    def _holder(self, url: str) -> LockHolder:
         try:
-            found = json.loads(self.read_text(url))
+            text = self.read_text(url)
         except Exception:  # vanished or unreadable: nothing to say about its holder
-            return {}
-        return found if isinstance(found, dict) else {}
+            return LockHolder()
+        return LockHolder.from_json(text)
 
     # -- publishing -------------------------------------------------------------------------
 
