@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import KafkaError, Message, Producer
 
 from kappa import clients
 from kappa.settings import KafkaSettings, RegistrySettings, TopicSettings
@@ -87,13 +87,40 @@ def produce(
     if req.count is None and req.duration_s is None:
         msg = "give --count or --duration"
         raise ProducerError(msg)
-    topic = req.topic or topics.raw
     gen = build_generator(registry, topics, req)
     producer = clients.producer(kafka, **(producer_overrides or {}))
     stats = ProduceStats()
-    started = time.monotonic()
+    sender = _Sender(producer, req.topic or topics.raw, stats, on_progress)
+    sender.run(gen, req)
+    remaining = producer.flush(60)
+    stats.seconds = time.monotonic() - sender.started
+    if remaining:
+        msg = f"{remaining} records still undelivered after 60 s; is Kafka at {kafka.bootstrap} up?"
+        raise ProducerError(msg)
+    sender.synced.push(stats.by_kind, sender.types)
+    return stats
 
-    def delivered(err: KafkaError | None, msg: Message) -> None:
+
+class _Sender:
+    """The send loop of ``produce``: pacing, back-pressure, delivery reports, metrics."""
+
+    def __init__(
+        self,
+        producer: Producer,
+        topic: str,
+        stats: ProduceStats,
+        on_progress: Callable[[ProduceStats], None] | None,
+    ) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.stats = stats
+        self.on_progress = on_progress
+        self.types: Counter[str] = Counter()
+        self.synced = _MetricSync()
+        self.started = time.monotonic()
+
+    def delivered(self, err: KafkaError | None, msg: Message) -> None:
+        stats = self.stats
         if err is not None:
             stats.errors += 1
             metrics.PRODUCER_SEND_ERRORS.inc()
@@ -105,51 +132,46 @@ def produce(
             if latency is not None:
                 metrics.PRODUCER_DELIVERY_SECONDS.observe(latency)
 
-    count = req.count if req.count is not None else float("inf")
-    deadline = started + req.duration_s if req.duration_s is not None else float("inf")
-    interval = 1.0 / req.rate if req.rate > 0 else 0.0
-    next_report = started + PROGRESS_EVERY_S
-    produce_msg = producer.produce
-    poll = producer.poll
-    kinds = stats.by_kind
-    types: Counter[str] = Counter()
-    synced = _MetricSync()
-    next_sync = started + 1.0
-    while stats.sent < count:
-        now = time.monotonic()
-        if now >= deadline:
-            break
-        if interval:
-            due = started + stats.sent * interval
-            if due > now:
-                poll(min(due - now, 0.1))
-                continue
-        g: Generated = gen.next()
-        while True:
-            try:
-                produce_msg(topic, g.value, g.key, timestamp=g.timestamp_ms, on_delivery=delivered)
+    def run(self, gen: CdrGenerator, req: ProduceRequest) -> None:
+        """Send until ``req``'s count or duration (the hot path: locals, no calls per record
+        beyond the generator and ``produce``)."""
+        stats, started, topic, delivered = self.stats, self.started, self.topic, self.delivered
+        count = req.count if req.count is not None else float("inf")
+        deadline = started + req.duration_s if req.duration_s is not None else float("inf")
+        interval = 1.0 / req.rate if req.rate > 0 else 0.0
+        produce_msg, poll = self.producer.produce, self.producer.poll
+        kinds, types = stats.by_kind, self.types
+        next_report = next_sync = started
+        while stats.sent < count:
+            now = time.monotonic()
+            if now >= deadline:
                 break
-            except BufferError:
-                poll(0.005)
-        stats.sent += 1
-        kinds[g.kind] += 1
-        types[g.call_type or "unknown"] += 1
-        if interval or not stats.sent & 1023:
-            poll(0)
-            if now >= next_sync:
-                synced.push(kinds, types)
-                next_sync = now + 1.0
-            if on_progress is not None and now >= next_report:
-                stats.seconds = now - started
-                on_progress(stats)
-                next_report = now + PROGRESS_EVERY_S
-    remaining = producer.flush(60)
-    stats.seconds = time.monotonic() - started
-    if remaining:
-        msg = f"{remaining} records still undelivered after 60 s; is Kafka at {kafka.bootstrap} up?"
-        raise ProducerError(msg)
-    synced.push(kinds, types)
-    return stats
+            if interval:
+                due = started + stats.sent * interval
+                if due > now:
+                    poll(min(due - now, 0.1))
+                    continue
+            g: Generated = gen.next()
+            while True:
+                try:
+                    produce_msg(
+                        topic, g.value, g.key, timestamp=g.timestamp_ms, on_delivery=delivered
+                    )
+                    break
+                except BufferError:
+                    poll(0.005)
+            stats.sent += 1
+            kinds[g.kind] += 1
+            types[g.call_type or "unknown"] += 1
+            if interval or not stats.sent & 1023:
+                poll(0)
+                if now >= next_sync:
+                    self.synced.push(kinds, types)
+                    next_sync = now + 1.0
+                if self.on_progress is not None and now >= next_report:
+                    stats.seconds = now - started
+                    self.on_progress(stats)
+                    next_report = now + PROGRESS_EVERY_S
 
 
 class _MetricSync:

@@ -100,7 +100,7 @@ def test_cli_rate_and_summary(stack: StackHandle, topic: TopicFactory) -> None:
         [
             sys.executable,
             "-m",
-            "kappa",
+            "cli",
             "produce",
             "--topic",
             raw,
