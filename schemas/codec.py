@@ -283,39 +283,66 @@ def compile_reader(
     body: list[str] = []
     names: list[str] = []
     for i, f in enumerate(fields):
-        t = f["type"]
-        target = f"v{i}"
         names.append(f["name"])
-        if isinstance(t, list):
-            if len(t) != 2 or "null" not in t:
-                return None
-            other = t[1] if t[0] == "null" else t[0]
-            inner = _read_value(other, target, "        ", logical)
-            if inner is None:
-                return None
-            value_index = 1 if t[0] == "null" else 0
-            body += [
-                "    b = buf[p]",
-                "    p += 1",
-                *([f"    s{i} = p"] if spans else []),
-                f"    if b == {2 * (1 - value_index)}:",
-                f"        {target} = None",
-                f"    elif b == {2 * value_index}:",
-                *inner,
-                "    else:",
-                "        raise NotCompiled",
-                *([f"    e{i} = p"] if spans else []),
-            ]
-        else:
-            lines = _read_value(t, target, "    ", logical)
-            if lines is None:
-                return None
-            body += [f"    s{i} = p", *lines, f"    e{i} = p"] if spans else lines
+        lines = _read_field(i, f["type"], logical, spans)
+        if lines is None:
+            return None
+        body += lines
+    source = _reader_source(body, offset, _record_expression(names, spans))
+    return _exec_reader(source, schema.get("name", "?"))
+
+
+def _read_field(i: int, t: Any, logical: bool, spans: bool) -> list[str] | None:
+    """Source lines reading field ``i`` (of type ``t``) into ``v{i}``, and with ``spans``
+    its value's bounds into ``s{i}`` and ``e{i}``; None if ``t`` does not compile. A
+    union is its own case because its bounds exclude the branch index."""
+    if isinstance(t, list):
+        return _read_nullable(i, t, logical, spans)
+    lines = _read_value(t, f"v{i}", "    ", logical)
+    if lines is None:
+        return None
+    return [f"    s{i} = p", *lines, f"    e{i} = p"] if spans else lines
+
+
+def _read_nullable(i: int, t: list[Any], logical: bool, spans: bool) -> list[str] | None:
+    """Source lines reading a ``["null", T]`` (or ``[T, "null"]``) union of field ``i``:
+    its branch index, then None or the inner value. Any other union does not compile."""
+    if len(t) != 2 or "null" not in t:
+        return None
+    target = f"v{i}"
+    other = t[1] if t[0] == "null" else t[0]
+    inner = _read_value(other, target, "        ", logical)
+    if inner is None:
+        return None
+    value_index = 1 if t[0] == "null" else 0
+    return [
+        "    b = buf[p]",
+        "    p += 1",
+        *([f"    s{i} = p"] if spans else []),
+        f"    if b == {2 * (1 - value_index)}:",
+        f"        {target} = None",
+        f"    elif b == {2 * value_index}:",
+        *inner,
+        "    else:",
+        "        raise NotCompiled",
+        *([f"    e{i} = p"] if spans else []),
+    ]
+
+
+def _record_expression(names: list[str], spans: bool) -> str:
+    """The reader's return expression: the record dict of ``v0..vn``, and with ``spans``
+    the flat tuple of every field's ``(start, end)``."""
     record = "{" + ", ".join(f"{n!r}: v{i}" for i, n in enumerate(names)) + "}"
     if spans:
         bounds = ", ".join(f"s{i}, e{i}" for i in range(len(names)))
         record = f"{record}, ({bounds},)"
-    source = "\n".join(
+    return record
+
+
+def _reader_source(body: list[str], offset: int, record: str) -> str:
+    """The reader function's source around the fields' lines: it starts at ``offset``
+    and refuses trailing bytes, so a reader vouches for the whole of ``buf``."""
+    return "\n".join(
         [
             "def read(buf):",
             "    size = len(buf)",
@@ -326,11 +353,16 @@ def compile_reader(
             f"    return {record}",
         ]
     )
+
+
+def _exec_reader(source: str, name: str) -> Callable[[bytes], Any]:
+    """Compile the reader's ``source`` with only the names it refers to in scope; the
+    file name names the schema in tracebacks."""
     namespace: dict[str, Any] = {
         "NotCompiled": NotCompiled,
         "EPOCH": _EPOCH,
         "timedelta": timedelta,
     }
-    exec(compile(source, f"<avro reader {schema.get('name', '?')}>", "exec"), namespace)  # noqa: S102
+    exec(compile(source, f"<avro reader {name}>", "exec"), namespace)  # noqa: S102
     reader: Callable[[bytes], Any] = namespace["read"]
     return reader
