@@ -234,76 +234,96 @@ class CdrGenerator:
         )
 
     def _fault(self, record: dict[str, Any], now_ms: int) -> Generated:
-        rng = self._rng
-        kind = FAULT_KINDS[int(rng.random() * len(FAULT_KINDS))]
+        """``record`` broken by one fault kind, drawn uniformly from ``FAULT_KINDS``.
+
+        Each kind's draws come from the one seeded ``rng`` in a fixed order (the kind,
+        then the kind's own draws), so a seed gives the same faults record for record.
+        """
+        kind = FAULT_KINDS[int(self._rng.random() * len(FAULT_KINDS))]
         if kind.startswith("undecodable:"):
             return self._undecodable(record, kind, now_ms)
         if kind == rules.SCHEMA.name:
-            legacy = {
-                "call_id": record["call_id"],
-                "caller_num": record["caller_num"],
-                "call_type": record["call_type"],
-                "duration_sec": record["duration_sec"],
-                "timestamp": str(record["event_time"]),
-                "tower_id": record["tower_id"],
-                "signal_strength": record["signal_strength"],
-            }
-            ts = record["event_time"]
-            return Generated(
-                record["call_id"].encode(),
-                self._encode_legacy(legacy),
-                kind,
-                record["call_type"],
-                ts,
-                ts,
-            )
-        if kind == rules.NOT_NULL.name:
-            column = rng.choice(
-                (
-                    "caller_num",
-                    "callee_num",
-                    "call_type",
-                    "duration_sec",
-                    "tower_id",
-                    "signal_strength",
-                    "event_time",
-                )
-            )
-            record[column] = None
-        elif kind == rules.PHONE_FORMAT.name:
-            column = rng.choice(("caller_num", "callee_num"))
-            record[column] = rng.choice(
-                ("0771234567", "+94812345678", "+9471234567", "+9470000000x", "+947123456789")
-            )
-        elif kind == rules.CALL_TYPE_DOMAIN.name:
-            record["call_type"] = rng.choice(("VIDEO", "voice", "MMS", ""))
-            record["duration_sec"] = 60
-            record["data_volume_kb"] = 0
-        elif kind == rules.DURATION_RANGE.name:
-            record["call_type"] = "VOICE"
-            record["data_volume_kb"] = 0
-            record["duration_sec"] = rng.choice((-1, -60, 7201, 86_400))
-        elif kind == rules.SIGNAL_RANGE.name:
-            record["signal_strength"] = rng.choice((0, -1, 6, 99))
-        elif kind == rules.EVENT_TIME_FUTURE.name:
-            record["event_time"] = now_ms + FUTURE_MS + int(rng.random() * FUTURE_MS)
-        elif kind == rules.SMS_DURATION.name:
-            record["call_type"] = "SMS"
-            record["data_volume_kb"] = 0
-            record["duration_sec"] = 1 + int(rng.random() * 300)
-        elif kind == rules.SELF_CALL.name:
-            record["callee_num"] = record["caller_num"]
-        elif kind == rules.DATA_VOLUME.name:
-            if record["call_type"] == "DATA":
-                record["data_volume_kb"] = -1 - int(rng.random() * 1000)
-            else:
-                record["data_volume_kb"] = 1 + int(rng.random() * 1000)
+            return self._legacy(record, kind)
+        _BREAK[kind](self, record, now_ms)
         out = self._out(record, kind, now_ms)
         if kind == rules.EVENT_TIME_FUTURE.name:
             # The message timestamp stays near the clock: brokers refuse timestamps
             # far in the future, and the event time itself is what is judged.
             return Generated(out.key, out.value, kind, out.call_type, record["event_time"], now_ms)
         return out
+
+    # -- one method per fault kind: each breaks ``record`` in place ------------------
+
+    def _legacy(self, record: dict[str, Any], kind: str) -> Generated:
+        """The record under the legacy schema (a string timestamp, no callee or volume):
+        it decodes, but not as a CdrRaw."""
+        legacy = {
+            "call_id": record["call_id"],
+            "caller_num": record["caller_num"],
+            "call_type": record["call_type"],
+            "duration_sec": record["duration_sec"],
+            "timestamp": str(record["event_time"]),
+            "tower_id": record["tower_id"],
+            "signal_strength": record["signal_strength"],
+        }
+        ts = record["event_time"]
+        return Generated(
+            record["call_id"].encode(),
+            self._encode_legacy(legacy),
+            kind,
+            record["call_type"],
+            ts,
+            ts,
+        )
+
+    def _null_column(self, record: dict[str, Any], now_ms: int) -> None:
+        """not_null: one required column, drawn, is None."""
+        record[self._rng.choice(_NULLABLE_COLUMNS)] = None
+
+    def _bad_phone(self, record: dict[str, Any], now_ms: int) -> None:
+        """phone_format: caller or callee is not +947 and eight digits."""
+        rng = self._rng
+        column = rng.choice(("caller_num", "callee_num"))
+        record[column] = rng.choice(_BAD_PHONES)
+
+    def _bad_call_type(self, record: dict[str, Any], now_ms: int) -> None:
+        """call_type_domain: a type outside VOICE/SMS/DATA; duration and volume stay plausible
+        so that no other rule fires first."""
+        record["call_type"] = self._rng.choice(("VIDEO", "voice", "MMS", ""))
+        record["duration_sec"] = 60
+        record["data_volume_kb"] = 0
+
+    def _bad_duration(self, record: dict[str, Any], now_ms: int) -> None:
+        """duration_range: a VOICE call outside 0..7200 s (a voice call, so that the SMS and
+        data-volume rules do not fire instead)."""
+        record["call_type"] = "VOICE"
+        record["data_volume_kb"] = 0
+        record["duration_sec"] = self._rng.choice((-1, -60, 7201, 86_400))
+
+    def _bad_signal(self, record: dict[str, Any], now_ms: int) -> None:
+        """signal_range: bars outside 1..5."""
+        record["signal_strength"] = self._rng.choice((0, -1, 6, 99))
+
+    def _future_event_time(self, record: dict[str, Any], now_ms: int) -> None:
+        """event_time_future: an event time a day or two ahead of the clock."""
+        record["event_time"] = now_ms + FUTURE_MS + int(self._rng.random() * FUTURE_MS)
+
+    def _sms_with_duration(self, record: dict[str, Any], now_ms: int) -> None:
+        """sms_duration: an SMS with a duration."""
+        record["call_type"] = "SMS"
+        record["data_volume_kb"] = 0
+        record["duration_sec"] = 1 + int(self._rng.random() * 300)
+
+    def _self_call(self, record: dict[str, Any], now_ms: int) -> None:
+        """self_call: the callee is the caller."""
+        record["callee_num"] = record["caller_num"]
+
+    def _bad_data_volume(self, record: dict[str, Any], now_ms: int) -> None:
+        """data_volume: a negative volume on DATA, a positive one on anything else."""
+        if record["call_type"] == "DATA":
+            record["data_volume_kb"] = -1 - int(self._rng.random() * 1000)
+        else:
+            record["data_volume_kb"] = 1 + int(self._rng.random() * 1000)
 
     def _undecodable(self, record: dict[str, Any], kind: str, now_ms: int) -> Generated:
         rng = self._rng
@@ -319,6 +339,32 @@ class CdrGenerator:
             value = bytes([2]) + good[1:]
         key = record["call_id"].encode()
         return Generated(key, value, kind, None, now_ms, now_ms)
+
+
+_NULLABLE_COLUMNS = (
+    "caller_num",
+    "callee_num",
+    "call_type",
+    "duration_sec",
+    "tower_id",
+    "signal_strength",
+    "event_time",
+)
+_BAD_PHONES = ("0771234567", "+94812345678", "+9471234567", "+9470000000x", "+947123456789")
+
+#: How each rule-breaking fault kind breaks a record (``schema`` and the undecodable
+#: flavours produce their bytes themselves).
+_BREAK: dict[str, Callable[[CdrGenerator, dict[str, Any], int], None]] = {
+    rules.NOT_NULL.name: CdrGenerator._null_column,
+    rules.PHONE_FORMAT.name: CdrGenerator._bad_phone,
+    rules.CALL_TYPE_DOMAIN.name: CdrGenerator._bad_call_type,
+    rules.DURATION_RANGE.name: CdrGenerator._bad_duration,
+    rules.SIGNAL_RANGE.name: CdrGenerator._bad_signal,
+    rules.EVENT_TIME_FUTURE.name: CdrGenerator._future_event_time,
+    rules.SMS_DURATION.name: CdrGenerator._sms_with_duration,
+    rules.SELF_CALL.name: CdrGenerator._self_call,
+    rules.DATA_VOLUME.name: CdrGenerator._bad_data_volume,
+}
 
 
 _UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
