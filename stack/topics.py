@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Collection, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
@@ -72,52 +74,94 @@ def ensure_topics(
     """
     admin = admin_client(kafka)
     wanted = list(dict.fromkeys(names))
+    creation = _Creation(
+        admin,
+        partitions=partitions,
+        replication_factor=replication_factor,
+        retention_ms=retention_ms,
+        config=_topic_config(retention_ms, config, min_insync_replicas),
+        compact=set(compacted),
+        deadline=time.monotonic() + timeout_s,
+    )
+    while wanted:
+        wanted = creation.attempt(wanted)
+        if wanted:
+            time.sleep(0.5)
+    _compact_existing(admin, [n for n in creation.existing if n in creation.compact], timeout_s)
+    return creation.created
+
+
+def _topic_config(
+    retention_ms: int, config: dict[str, str] | None, min_insync_replicas: int | None
+) -> dict[str, str]:
+    """Every new topic's config: the retention, the caller's extra settings over it, and
+    ``min.insync.replicas`` only when asked for (else the broker's default holds)."""
     topic_config = {"retention.ms": str(retention_ms), **(config or {})}
     if min_insync_replicas is not None:
         topic_config["min.insync.replicas"] = str(min_insync_replicas)
-    compact = set(compacted)
-    created: list[str] = []
-    existing: list[str] = []
-    deadline = time.monotonic() + timeout_s
-    while wanted:
-        new = [
-            NewTopic(
-                n,
-                num_partitions=partitions,
-                replication_factor=replication_factor,
-                config={**topic_config, **(COMPACT if n in compact else {})},
-            )
-            for n in wanted
-        ]
-        futures = admin.create_topics(new, operation_timeout=30, request_timeout=30)
-        retry: list[str] = []
-        for name, future in futures.items():
-            try:
-                future.result()
-            except KafkaException as exc:
-                err: KafkaError = exc.args[0]
-                if err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                    existing.append(name)
-                    continue
-                if err.code() in _RETRIABLE and time.monotonic() < deadline:
-                    retry.append(name)
-                    continue
-                msg = f"could not create topic {name}: {err.str()}"
-                raise TopicCreationError(msg) from exc
-            created.append(name)
-            log.info(
-                "created topic=%s partitions=%d replication=%d retention_ms=%d compacted=%s",
-                name,
-                partitions,
-                replication_factor,
-                retention_ms,
-                name in compact,
-            )
-        wanted = retry
-        if retry:
-            time.sleep(0.5)
-    _compact_existing(admin, [n for n in existing if n in compact], timeout_s)
-    return created
+    return topic_config
+
+
+@dataclass
+class _Creation:
+    """One ``ensure_topics`` call across its rounds of ``create_topics``.
+
+    A broker that is still starting (no controller yet, a transport timeout) fails a
+    creation with a retriable error: that name is asked for again in the next round,
+    until the deadline. The names created and the ones that existed already are
+    collected over the rounds (the latter may need switching to compaction).
+    """
+
+    admin: AdminClient
+    partitions: int
+    replication_factor: int
+    retention_ms: int
+    config: dict[str, str]
+    compact: set[str]
+    deadline: float
+    created: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+
+    def attempt(self, wanted: list[str]) -> list[str]:
+        """Ask for ``wanted`` once; the names to ask for again."""
+        new = [self._new_topic(n) for n in wanted]
+        futures = self.admin.create_topics(new, operation_timeout=30, request_timeout=30)
+        return [name for name, future in futures.items() if self._settle(name, future)]
+
+    def _new_topic(self, name: str) -> NewTopic:
+        return NewTopic(
+            name,
+            num_partitions=self.partitions,
+            replication_factor=self.replication_factor,
+            config={**self.config, **(COMPACT if name in self.compact else {})},
+        )
+
+    def _settle(self, name: str, future: Future[None]) -> bool:
+        """Wait for one topic's creation and record its outcome; True to retry it.
+
+        Raises TopicCreationError on an error that is not retriable, or once the
+        deadline has passed."""
+        try:
+            future.result()
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            if err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                self.existing.append(name)
+                return False
+            if err.code() in _RETRIABLE and time.monotonic() < self.deadline:
+                return True
+            msg = f"could not create topic {name}: {err.str()}"
+            raise TopicCreationError(msg) from exc
+        self.created.append(name)
+        log.info(
+            "created topic=%s partitions=%d replication=%d retention_ms=%d compacted=%s",
+            name,
+            self.partitions,
+            self.replication_factor,
+            self.retention_ms,
+            name in self.compact,
+        )
+        return False
 
 
 def _compact_existing(admin: AdminClient, names: list[str], timeout_s: float) -> None:
