@@ -298,33 +298,6 @@ DASHBOARDS = (PIPELINE, QUALITY, NETWORK)
 
 def render(board: Dashboard) -> dict[str, Any]:
     """The Grafana JSON model of ``board``."""
-    panels: list[dict[str, Any]] = []
-    y = 0
-    next_id = 1
-    for row in board.rows:
-        panels.append(
-            {
-                "id": next_id,
-                "type": "row",
-                "title": row.title,
-                "collapsed": False,
-                "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
-                "panels": [],
-            }
-        )
-        next_id += 1
-        y += 1
-        x = 0
-        line_height = 0
-        for panel in row.panels:
-            if x + panel.width > 24:
-                x, y = 0, y + line_height
-                line_height = 0
-            panels.append(_panel(panel, next_id, x, y))
-            next_id += 1
-            x += panel.width
-            line_height = max(line_height, panel.height)
-        y += line_height
     return {
         "uid": board.uid,
         "title": board.title,
@@ -337,26 +310,79 @@ def render(board: Dashboard) -> dict[str, Any]:
         "schemaVersion": 39,
         "version": 1,
         "time": {"from": "now-1h", "to": "now"},
-        "templating": {
-            "list": [
-                {
-                    "name": "datasource",
-                    "label": "Data source",
-                    "type": "datasource",
-                    "query": "prometheus",
-                    "current": {},
-                    "hide": 0,
-                    "refresh": 1,
-                    "regex": "",
-                    "options": [],
-                }
-            ]
-        },
+        "templating": {"list": [_datasource_variable()]},
         "annotations": {"list": []},
         "links": [
             {"title": "telecom-kappa", "type": "dashboards", "tags": [TAG], "asDropdown": True}
         ],
-        "panels": panels,
+        "panels": _Grid().place(board.rows),
+    }
+
+
+def _datasource_variable() -> dict[str, Any]:
+    """The ``datasource`` variable every query names (``${datasource}``): it lets the
+    JSON load into any Grafana with a Prometheus data source, whatever its uid."""
+    return {
+        "name": "datasource",
+        "label": "Data source",
+        "type": "datasource",
+        "query": "prometheus",
+        "current": {},
+        "hide": 0,
+        "refresh": 1,
+        "regex": "",
+        "options": [],
+    }
+
+
+class _Grid:
+    """Panel ids and positions on Grafana's 24-column grid, in the order of the rows.
+
+    Grafana wants every panel, row headers included, in one flat list with a unique id
+    and an explicit position. Each row starts with a full-width header one unit high;
+    its panels fill a line left to right and wrap to the next line when the next one
+    would pass the 24th column; a line is as high as its highest panel.
+    """
+
+    def __init__(self) -> None:
+        self.panels: list[dict[str, Any]] = []
+        self.y = 0
+        self.next_id = 1
+
+    def place(self, rows: Iterable[Row]) -> list[dict[str, Any]]:
+        """The panels of ``rows``, each row's header first, placed."""
+        for row in rows:
+            self.panels.append(_row_header(row, self._id(), self.y))
+            self.y += 1
+            self._place_line_by_line(row.panels)
+        return self.panels
+
+    def _place_line_by_line(self, panels: Iterable[Panel]) -> None:
+        x = 0
+        line_height = 0
+        for panel in panels:
+            if x + panel.width > 24:
+                x, self.y = 0, self.y + line_height
+                line_height = 0
+            self.panels.append(_panel(panel, self._id(), x, self.y))
+            x += panel.width
+            line_height = max(line_height, panel.height)
+        self.y += line_height
+
+    def _id(self) -> int:
+        pid = self.next_id
+        self.next_id += 1
+        return pid
+
+
+def _row_header(row: Row, pid: int, y: int) -> dict[str, Any]:
+    return {
+        "id": pid,
+        "type": "row",
+        "title": row.title,
+        "collapsed": False,
+        "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
+        "panels": [],
     }
 
 
