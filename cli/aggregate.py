@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,6 +24,11 @@ from streams.aggregate.listener import MetricsListener
 from streams.aggregate.paths import Paths
 from streams.aggregate.read import top_callers, worst_towers
 from streams.spark import session
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from streams.aggregate.window_sink import BatchCounts
 
 
 @click.command()
@@ -110,17 +116,9 @@ def aggregate(
     spark = session(settings, stack, master=master)
     spark.streams.addListener(MetricsListener())
     if reset_checkpoint:
-        moved = reset(spark, paths)
-        click.echo(
-            f"checkpoint {paths.checkpoint} "
-            + (f"moved to {moved.checkpoint}" if moved.checkpoint else "did not exist")
-            + (f"; tables moved to {', '.join(moved.tables)}" if moved.tables else ""),
-            err=True,
-        )
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        history = run(
+        _reset(spark, paths)
+    history = _run_until_stopped(
+        lambda stop: run(
             spark,
             settings,
             kafka=kafka,
@@ -132,11 +130,7 @@ def aggregate(
             until_idle=available_now,
             stop=stop,
         )
-    except KeyboardInterrupt:
-        history = []
-        click.echo("stopping", err=True)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    )
     click.echo(
         f"{len(history)} micro-batches: "
         f"{sum(h.billing_rows for h in history):,} billing rows, "
@@ -147,6 +141,32 @@ def aggregate(
     )
     _print_tables(spark, paths.output, top, settings.currency)
     spark.stop()
+
+
+def _reset(spark: SparkSession, paths: Paths) -> None:
+    moved = reset(spark, paths)
+    click.echo(
+        f"checkpoint {paths.checkpoint} "
+        + (f"moved to {moved.checkpoint}" if moved.checkpoint else "did not exist")
+        + (f"; tables moved to {', '.join(moved.tables)}" if moved.tables else ""),
+        err=True,
+    )
+
+
+def _run_until_stopped(
+    job: Callable[[threading.Event], list[BatchCounts]],
+) -> list[BatchCounts]:
+    """``job(stop)`` until it ends; SIGTERM sets ``stop`` (the query drains and stops),
+    Ctrl-C stops at once."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        return job(stop)
+    except KeyboardInterrupt:
+        click.echo("stopping", err=True)
+        return []
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _show(

@@ -109,20 +109,7 @@ def produce(  # noqa: PLR0917 - click passes every option by position
         faults.check()
     except ValueError as exc:
         raise BadOptionError(str(exc)) from exc
-    the_clock: Clock
-    if clock == "simulated":
-        if start is None:
-            msg = "--clock simulated needs --start"
-            raise BadOptionError(msg)
-        if rate == 0:
-            msg = "--clock simulated needs a --rate above 0 (event time moves speed/rate a record)"
-            raise BadOptionError(msg)
-        the_clock = SimulatedClock(start=start, speed=speed, rate=rate)
-    else:
-        if start is not None:
-            msg = "--start only applies to --clock simulated"
-            raise BadOptionError(msg)
-        the_clock = WallClock()
+    the_clock = _clock(clock, start, speed, rate)
     if count is None and duration is None:
         msg = "give --count N or --duration SECONDS"
         raise BadOptionError(msg)
@@ -145,6 +132,22 @@ def produce(  # noqa: PLR0917 - click passes every option by position
             on_progress=lambda s: line.update(s.sent),
         )
     _summary(stats, seed, topic or TopicSettings().raw, as_json)
+
+
+def _clock(kind: str, start: datetime | None, speed: float, rate: float) -> Clock:
+    """The event-time clock the flags ask for; a message naming the flag otherwise."""
+    if kind == "simulated":
+        if start is None:
+            msg = "--clock simulated needs --start"
+            raise BadOptionError(msg)
+        if rate == 0:
+            msg = "--clock simulated needs a --rate above 0 (event time moves speed/rate a record)"
+            raise BadOptionError(msg)
+        return SimulatedClock(start=start, speed=speed, rate=rate)
+    if start is not None:
+        msg = "--start only applies to --clock simulated"
+        raise BadOptionError(msg)
+    return WallClock()
 
 
 def _summary(stats: ProduceStats, seed: int, topic: str, as_json: bool) -> None:

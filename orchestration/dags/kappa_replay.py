@@ -77,6 +77,110 @@ def _interval(start: Any, end: Any, dag_run: Any, params: Any) -> tuple[datetime
         raise AirflowFailException(str(exc)) from exc
 
 
+PARAMS = {
+    "from": Param(
+        None,
+        type=["null", "string"],
+        title="Interval to replay (start, UTC)",
+        description="start of the six-hour interval to replay, on the schedule "
+        "(00, 06, 12, 18 UTC), e.g. 2026-03-01T06:00:00Z. Empty: the run's data "
+        "interval; for a run triggered without a logical date, the last complete "
+        "interval before the trigger.",
+    ),
+    "output": Param(
+        None,
+        type=["null", "string"],
+        title="Output root",
+        description="where the replay writes: a path or an hdfs:// URL "
+        "(empty: KAPPA_REPLAY_OUTPUT, default <KAPPA_STATE_DIR>/replay)",
+    ),
+}
+"""The trigger form's fields (the UI's "Trigger DAG" button, ``--conf``)."""
+
+DEFAULT_ARGS = {
+    "owner": "kappa",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=5),
+    "on_failure_callback": _failed,
+}
+
+
+# Each task reads its interval from the run (its data interval, trigger time and
+# params), not from upstream XComs, so that any one can be rerun alone.
+
+
+def _wait_closed(settings: AirflowSettings) -> Any:
+    @task.sensor(
+        task_id="wait_closed",
+        mode="reschedule",
+        poke_interval=settings.poke_interval_s,
+        timeout=settings.wait_timeout_s,
+    )
+    def wait_closed(
+        data_interval_start: Any = None,
+        data_interval_end: Any = None,
+        dag_run: Any = None,
+        params: Any = None,
+    ) -> bool:
+        from orchestration import callables
+
+        _, end = _interval(data_interval_start, data_interval_end, dag_run, params)
+        return callables.interval_closed(end)
+
+    return wait_closed
+
+
+@task(task_id="replay")
+def replay(
+    data_interval_start: Any = None,
+    data_interval_end: Any = None,
+    dag_run: Any = None,
+    params: Any = None,
+) -> dict[str, Any]:
+    from orchestration import callables
+
+    start, end = _interval(data_interval_start, data_interval_end, dag_run, params)
+    return callables.replay(start, end, _output(params))
+
+
+@task(task_id="verify")
+def verify(
+    data_interval_start: Any = None,
+    data_interval_end: Any = None,
+    dag_run: Any = None,
+    params: Any = None,
+) -> dict[str, Any]:
+    from airflow.exceptions import AirflowFailException
+
+    from orchestration import callables
+    from replay.exceptions import ReplayVerificationError
+
+    start, end = _interval(data_interval_start, data_interval_end, dag_run, params)
+    try:
+        result = callables.verify(start, end, _output(params))
+    except ReplayVerificationError as exc:
+        # The output disagrees with the log: retrying the check cannot fix it.
+        msg = f"verification failed: {exc}"
+        raise AirflowFailException(msg) from exc
+    return result
+
+
+@task(task_id="metrics")
+def metrics(
+    data_interval_start: Any = None,
+    data_interval_end: Any = None,
+    dag_run: Any = None,
+    params: Any = None,
+    ti: Any = None,
+) -> dict[str, Any]:
+    from orchestration import callables
+
+    start, end = _interval(data_interval_start, data_interval_end, dag_run, params)
+    replayed = ti.xcom_pull(task_ids="replay") if ti is not None else None
+    seconds = replayed.get("seconds") if isinstance(replayed, dict) else None
+    return callables.metrics(start, end, _output(params), replay_seconds=seconds)
+
+
 def build() -> Any:
     settings = AirflowSettings()
 
@@ -88,102 +192,13 @@ def build() -> Any:
         catchup=settings.start_date is not None,
         max_active_runs=1,
         dagrun_timeout=timedelta(hours=6),
-        default_args={
-            "owner": "kappa",
-            "retries": 2,
-            "retry_delay": timedelta(minutes=5),
-            "on_failure_callback": _failed,
-        },
-        params={
-            "from": Param(
-                None,
-                type=["null", "string"],
-                title="Interval to replay (start, UTC)",
-                description="start of the six-hour interval to replay, on the schedule "
-                "(00, 06, 12, 18 UTC), e.g. 2026-03-01T06:00:00Z. Empty: the run's data "
-                "interval; for a run triggered without a logical date, the last complete "
-                "interval before the trigger.",
-            ),
-            "output": Param(
-                None,
-                type=["null", "string"],
-                title="Output root",
-                description="where the replay writes: a path or an hdfs:// URL "
-                "(empty: KAPPA_REPLAY_OUTPUT, default <KAPPA_STATE_DIR>/replay)",
-            ),
-        },
+        default_args=DEFAULT_ARGS,
+        params=PARAMS,
         tags=["kappa", "replay"],
         doc_md=__doc__,
     )
     def kappa_replay() -> None:
-        @task.sensor(
-            task_id="wait_closed",
-            mode="reschedule",
-            poke_interval=settings.poke_interval_s,
-            timeout=settings.wait_timeout_s,
-        )
-        def wait_closed(
-            data_interval_start: Any = None,
-            data_interval_end: Any = None,
-            dag_run: Any = None,
-            params: Any = None,
-        ) -> bool:
-            from orchestration import callables
-
-            _, end = _interval(data_interval_start, data_interval_end, dag_run, params)
-            return callables.interval_closed(end)
-
-        @task(task_id="replay")
-        def replay(
-            data_interval_start: Any = None,
-            data_interval_end: Any = None,
-            dag_run: Any = None,
-            params: Any = None,
-        ) -> dict[str, Any]:
-            from orchestration import callables
-
-            start, end = _interval(data_interval_start, data_interval_end, dag_run, params)
-            return callables.replay(start, end, _output(params))
-
-        @task(task_id="verify")
-        def verify(
-            data_interval_start: Any = None,
-            data_interval_end: Any = None,
-            dag_run: Any = None,
-            params: Any = None,
-        ) -> dict[str, Any]:
-            from airflow.exceptions import AirflowFailException
-
-            from orchestration import callables
-            from replay.exceptions import ReplayVerificationError
-
-            start, end = _interval(data_interval_start, data_interval_end, dag_run, params)
-            try:
-                result = callables.verify(start, end, _output(params))
-            except ReplayVerificationError as exc:
-                # The output disagrees with the log: retrying the check cannot fix it.
-                msg = f"verification failed: {exc}"
-                raise AirflowFailException(msg) from exc
-            return result
-
-        @task(task_id="metrics")
-        def metrics(
-            data_interval_start: Any = None,
-            data_interval_end: Any = None,
-            dag_run: Any = None,
-            params: Any = None,
-            ti: Any = None,
-        ) -> dict[str, Any]:
-            from orchestration import callables
-
-            start, end = _interval(data_interval_start, data_interval_end, dag_run, params)
-            replayed = ti.xcom_pull(task_ids="replay") if ti is not None else None
-            seconds = replayed.get("seconds") if isinstance(replayed, dict) else None
-            return callables.metrics(start, end, _output(params), replay_seconds=seconds)
-
-        # Each task reads its interval from the run (its data interval, trigger time
-        # and params), not from upstream XComs, so that any one can be rerun alone.
-        wait_closed() >> replay() >> verify() >> metrics()
+        _wait_closed(settings)() >> replay() >> verify() >> metrics()
 
     return kappa_replay()
 
