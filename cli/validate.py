@@ -12,6 +12,7 @@ import click
 
 from cli.options import UTC_TIME, env_help
 from kappa.exceptions import EXIT_FAILED
+from kappa.progress import ProgressLine
 from kappa.settings import KafkaSettings, RegistrySettings, TopicSettings, ValidatorSettings
 from schemas.rules import RULE_NAMES
 
@@ -78,15 +79,17 @@ def validate(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     metrics.serve(settings.metrics_port, settings.metrics_host, prefixes=("kappa_validator_",))
-    stats = run(
-        KafkaSettings(),
-        RegistrySettings(),
-        TopicSettings(),
-        settings,
-        stop=stop,
-        max_idle_s=max_idle,
-        until_caught_up=until_caught_up,
-    )
+    with ProgressLine("judged", unit="CDRs", enabled=False if as_json else None) as line:
+        stats = run(
+            KafkaSettings(),
+            RegistrySettings(),
+            TopicSettings(),
+            settings,
+            stop=stop,
+            max_idle_s=max_idle,
+            until_caught_up=until_caught_up,
+            on_batch=lambda s: line.update(s.records_in),
+        )
     if as_json:
         click.echo(json.dumps(stats.as_dict()))
         return
