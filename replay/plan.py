@@ -15,7 +15,7 @@ so Kafka's time index finds the offsets:
   than an event time; the plan then reads on from there to the first real
   record at or after ``end + margin`` (or to the end of the partition).
 
-Rows are then filtered on their event time exactly (``job.py``).
+Rows are then filtered on their event time exactly (``replay.transform.in_range``).
 
 Refused before anything is written: a reversed or empty range, a range that is
 not closed yet (its end within the margin of now), a range older than the
