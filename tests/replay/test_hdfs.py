@@ -53,6 +53,6 @@ def test_replay_to_hdfs_reads_back_equal_to_the_local_replay(
     again = runner.replay_range(settings_for(stack, hdfs_root), T1, T2, topic=t.name, spark=spark)
     fs = HadoopFs(spark, hdfs_root)
     assert fs.children(hdfs_root) == [range_id(T1, T2)]
-    assert fs.exists(f"{again['path']}/_SUCCESS")
+    assert fs.exists(f"{again.path}/_SUCCESS")
     assert again.run_id != remote.run_id
     assert rows(spark, again.path, "cdr") == rows(spark, local.path, "cdr")
