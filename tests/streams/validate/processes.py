@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from kappa import clients
 from kappa.settings import TopicSettings, ValidatorSettings
 from producers.clock import WallClock
 from producers.generator import CdrGenerator, FaultRates, Generated
+from producers.run import ProduceRequest, ProduceStats, produce
 from schemas import SchemaName, WireEncoder, load_schema, parsed_schema, rules
 from schemas.wire import Decoded, WireDecoder
 from streams.validate.ledger import ledger
@@ -49,6 +51,39 @@ def validator_env(
         }
     )
     return env
+
+
+class Producing:
+    """``kappa produce``'s function on a thread: ``count`` records at ``rate`` into the raw
+    topic, deterministic for ``seed``; ``join`` returns its figures."""
+
+    def __init__(
+        self, stack: Any, topics: TopicSettings, count: int, rate: float, seed: int, f: FaultRates
+    ) -> None:
+        req = ProduceRequest(
+            rate=rate,
+            count=count,
+            duration_s=None,
+            seed=seed,
+            faults=f,
+            clock=WallClock(),
+            topic=topics.raw,
+        )
+        self._stats: list[ProduceStats] = []
+        self._thread = threading.Thread(
+            target=lambda: self._stats.append(produce(stack.kafka, stack.registry, topics, req)),
+            daemon=True,
+        )
+
+    def start(self) -> Producing:
+        self._thread.start()
+        return self
+
+    def join(self, timeout_s: float) -> ProduceStats:
+        self._thread.join(timeout_s)
+        assert not self._thread.is_alive(), f"the producer did not finish in {timeout_s} s"
+        assert self._stats, "the producer failed"
+        return self._stats[0]
 
 
 def start_validator(env: dict[str, str], log: Path, *extra: str) -> subprocess.Popen[bytes]:

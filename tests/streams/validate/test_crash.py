@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,9 @@ from typing import Any
 import pytest
 
 from kappa.settings import TopicSettings, ValidatorSettings
-from producers.clock import WallClock
 from producers.generator import FaultRates
-from producers.run import ProduceRequest, produce
 from tests.streams.validate.processes import (
+    Producing,
     assert_exact_outcome,
     start_validator,
     validator_env,
@@ -49,20 +47,7 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(
     env = validator_env(stack, topics, validator_settings)
     log = tmp_path / "validator.log"
     rng = random.Random(7)
-    req = ProduceRequest(
-        rate=RATE,
-        count=COUNT,
-        duration_s=None,
-        seed=SEED,
-        faults=FAULTS,
-        clock=WallClock(),
-        topic=topics.raw,
-    )
-    produced: dict[str, Any] = {}
-    producer = threading.Thread(
-        target=lambda: produced.update(stats=produce(stack.kafka, stack.registry, topics, req)),
-        daemon=True,
-    )
+    producer = Producing(stack, topics, COUNT, RATE, SEED, FAULTS)
     producer.start()
     started = time.monotonic()
     kills = 0
@@ -75,9 +60,7 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(
             proc.wait(30)
             kills += 1
             proc = start_validator(env, log)
-        producer.join(300)
-        assert not producer.is_alive()
-        assert produced["stats"].delivered == COUNT
+        assert producer.join(300).delivered == COUNT
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
         final = start_validator(env, log, "--until-caught-up")

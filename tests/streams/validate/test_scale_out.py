@@ -16,7 +16,6 @@ from __future__ import annotations
 import random
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,9 @@ from typing import Any
 import pytest
 
 from kappa.settings import TopicSettings, ValidatorSettings
-from producers.clock import WallClock
 from producers.generator import FaultRates
-from producers.run import ProduceRequest, produce
 from tests.streams.validate.processes import (
+    Producing,
     assert_exact_outcome,
     ledger_report,
     start_validator,
@@ -93,20 +91,7 @@ def test_instances_killed_and_added_under_load_lose_and_double_nothing(
 ) -> None:
     topics = validator_topics
     rng = random.Random(11)
-    req = ProduceRequest(
-        rate=RATE,
-        count=COUNT,
-        duration_s=None,
-        seed=SEED,
-        faults=FAULTS,
-        clock=WallClock(),
-        topic=topics.raw,
-    )
-    produced: dict[str, Any] = {}
-    producer = threading.Thread(
-        target=lambda: produced.update(stats=produce(stack.kafka, stack.registry, topics, req)),
-        daemon=True,
-    )
+    producer = Producing(stack, topics, COUNT, RATE, SEED, FAULTS)
     fleet = Fleet(stack, topics, validator_settings, tmp_path)
     try:
         for _ in range(INSTANCES):
@@ -125,9 +110,7 @@ def test_instances_killed_and_added_under_load_lose_and_double_nothing(
                 fleet.events.append(f"{choice} {tid}")
             else:
                 fleet.events.append(f"add {fleet.start()}")
-        producer.join(300)
-        assert not producer.is_alive()
-        assert produced["stats"].delivered == COUNT
+        assert producer.join(300).delivered == COUNT
         # The fleet finishes the topic by itself.
         deadline = time.monotonic() + 240
         report = ledger_report(stack, topics)
