@@ -25,8 +25,8 @@ test: install ## run the whole test suite against a real local stack
 FAST := not (integration or spark or cluster or slow)
 
 .PHONY: test-fast
-test-fast: install ## the tests that start no JVM and no broker (under two minutes)
-	$(PY) -m pytest -m "$(FAST)" $(PYTEST_ARGS)
+test-fast: install ## the tests that start no JVM and no broker, on every core (under two minutes)
+	$(PY) -m pytest -m "$(FAST)" -n auto $(PYTEST_ARGS)
 
 .PHONY: check
 check: install ## lint, format check and type check (what CI runs besides the tests)
