@@ -110,7 +110,7 @@ def check_messages(
         assert all(f["rule"] for f in letter["failures"])
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), size=st.integers(1, 60))
 def test_mutated_messages_end_as_dead_letters_or_contract_records(
     gx_suite: CdrSuite, decoder: WireDecoder, outputs: Outputs, seed: int, size: int

@@ -156,7 +156,7 @@ def check_routed(
 
 
 @settings(
-    max_examples=30,
+    max_examples=45,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
