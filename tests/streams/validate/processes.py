@@ -58,14 +58,20 @@ class Producing:
     topic, deterministic for ``seed``; ``join`` returns its figures."""
 
     def __init__(
-        self, stack: Any, topics: TopicSettings, count: int, rate: float, seed: int, f: FaultRates
+        self,
+        stack: Any,
+        topics: TopicSettings,
+        count: int,
+        rate: float,
+        seed: int,
+        faults: FaultRates,
     ) -> None:
         req = ProduceRequest(
             rate=rate,
             count=count,
             duration_s=None,
             seed=seed,
-            faults=f,
+            faults=faults,
             clock=WallClock(),
             topic=topics.raw,
         )
