@@ -4,11 +4,12 @@ Every setting can come from a ``KAPPA_*`` environment variable (``kappa
 settings`` lists them with their values); a flag, where there is one, wins.
 Failures end in one line, ``kappa: error: ...``, and an exit code
 (``kappa.exceptions``: 1 failed, 2 bad flag or setting, 3 a service unreachable,
-130 interrupted).
+130 interrupted). ``kill -USR1`` prints every thread's Python stack on stderr.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import sys
@@ -100,6 +101,9 @@ def main(argv: list[str] | None = None) -> Any:
     _register()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _Interrupt.handler)
+        # `kill -USR1 <pid>`: every thread's Python stack on stderr, the process goes on
+        # (what jstack is to a JVM: where a command that seems stuck is waiting).
+        faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
     try:
         return cli.main(args=argv, prog_name="kappa", standalone_mode=False)
     except SystemExit as exc:

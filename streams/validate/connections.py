@@ -21,6 +21,9 @@ def suite_config(settings: ValidatorSettings) -> SuiteConfig:
     )
 
 
+INIT_TIMEOUT_S = 60.0
+
+
 def transactional_producer(
     kafka: KafkaSettings, settings: ValidatorSettings, transactional_id: str
 ) -> Producer:
@@ -34,7 +37,7 @@ def transactional_producer(
             "queue.buffering.max.kbytes": 1_048_576,
         },
     )
-    producer.init_transactions(60)
+    producer.init_transactions(INIT_TIMEOUT_S)
     return producer
 
 

@@ -24,7 +24,9 @@ rebalance waits for the commit in flight before partitions move.
 The parts: ``connections`` (the consumer, the transactional producer, the topic
 check), ``transaction`` (one batch's transaction, pipelined), ``rebalance`` (the
 group's callbacks), ``loop`` (the consume loop), ``encoding`` and ``stats``. This
-module starts and stops them.
+module starts and stops them. A producer that librdkafka leaves wedged (a broker call
+past its timeout, for good, after a broker left the cluster) is replaced by
+``transaction`` with one of the same ``transactional.id``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer
 
 from kappa.settings import KafkaSettings, RegistrySettings, TopicSettings, ValidatorSettings
 from streams.validate import repartition
@@ -65,30 +67,29 @@ def run(
     started = time.monotonic()
     txns = Transactions(kafka, registry, topics, settings)
     consumer = group_consumer(kafka, settings)
-    producer: Producer | None = None
     try:
-        producer = _start(txns, consumer, on_batch)
+        _start(txns, consumer, on_batch)
         txns.stats.startup_seconds = time.monotonic() - started
-        loop(txns, producer, consumer, stop, StopWhen(max_idle_s, until_caught_up))
+        loop(txns, consumer, stop, StopWhen(max_idle_s, until_caught_up))
     finally:
         txns.close()
         txns.stats.seconds = time.monotonic() - started
         consumer.close()
-        if producer is not None:
-            producer.flush(10)
+        if txns.producer is not None:  # the one started here, or its replacement
+            txns.producer.flush(10)
     log.info("validator stopped %s", " ".join(f"{k}={v}" for k, v in txns.stats.as_dict().items()))
     return txns.stats
 
 
 def _start(
     txns: Transactions, consumer: Consumer, on_batch: Callable[[RunStats], None] | None
-) -> Producer:
+) -> None:
     """Check the topics, create the internal one, start the transactional producer and
-    subscribe; the producer."""
+    subscribe."""
     kafka, topics, settings = txns.kafka, txns.topics, txns.settings
     repartition.ensure_topic(kafka, txns.internal, valid_partitions(consumer, kafka, topics))
     producer = transactional_producer(kafka, settings, settings.transactional_id)
-    txns.producer, txns.on_batch = producer, on_batch
+    txns.producer, txns.on_batch = producer, on_batch  # txns replaces it if it wedges
     rebalance = Rebalance(txns)
     consumer.subscribe(
         [topics.raw, txns.internal],
@@ -105,4 +106,3 @@ def _start(
         settings.suite_version,
         settings.transactional_id,
     )
-    return producer

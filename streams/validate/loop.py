@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException
 
 from monitoring import metrics
 from streams.validate import repartition
@@ -68,7 +68,6 @@ class StopWhen:
 
 def loop(
     txns: Transactions,
-    producer: Producer,
     consumer: Consumer,
     stop: threading.Event,
     until: StopWhen,
@@ -79,7 +78,7 @@ def loop(
     _freeze_startup()
     while not stop.is_set():
         with gc_paused():
-            had_data = _step(txns, producer, consumer)
+            had_data = _step(txns, consumer)
         now = time.monotonic()
         if had_data:
             last_data = now
@@ -95,7 +94,7 @@ def loop(
     txns.settle(consumer, [])
 
 
-def _step(txns: Transactions, producer: Producer, consumer: Consumer) -> bool:
+def _step(txns: Transactions, consumer: Consumer) -> bool:
     """Consume one micro-batch, judge it and send it once the commit in flight is
     settled; whether anything was consumed."""
     got = consume(txns, consumer)
@@ -108,7 +107,7 @@ def _step(txns: Transactions, producer: Producer, consumer: Consumer) -> bool:
         return False
     judged = txns.judge(got.batch, got.carried)
     if txns.settle(consumer, got.batch):
-        txns.send(producer, consumer, got.batch, judged)
+        txns.send(consumer, got.batch, judged)
     return True
 
 

@@ -103,6 +103,15 @@ class Proc:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(60)
 
+    def dump_stacks(self) -> None:
+        """Ask the command for every thread's Python stack (``kappa`` prints them on
+        stderr at SIGUSR1): where it waits, when it seems stuck."""
+        if self.running:
+            assert self.popen is not None
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.popen.pid, signal.SIGUSR1)
+            time.sleep(1.0)
+
     def batch_ids(self) -> list[int]:
         return sorted({int(m) for m in BATCH.findall(self.text())})
 
@@ -116,7 +125,9 @@ def wait_for(what: str, cond: Callable[[], bool], timeout: float, *watch: Proc) 
                 msg = f"{proc.name} ended while waiting for {what}\n{proc.tail()}"
                 raise AssertionError(msg)
         if time.monotonic() > deadline:
-            tails = "\n".join(p.tail() for p in watch)
+            for proc in watch:
+                proc.dump_stacks()
+            tails = "\n".join(p.tail(6000) for p in watch)
             msg = f"no {what} within {timeout:.0f} s\n{tails}"
             raise AssertionError(msg)
         time.sleep(0.5)
