@@ -9,6 +9,7 @@ Failures end in one line, ``kappa: error: ...``, and an exit code
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import logging
 import signal
@@ -101,9 +102,7 @@ def main(argv: list[str] | None = None) -> Any:
     _register()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _Interrupt.handler)
-        # `kill -USR1 <pid>`: every thread's Python stack on stderr, the process goes on
-        # (what jstack is to a JVM: where a command that seems stuck is waiting).
-        faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
+        _stacks_on_usr1()
     try:
         return cli.main(args=argv, prog_name="kappa", standalone_mode=False)
     except SystemExit as exc:
@@ -114,6 +113,16 @@ def main(argv: list[str] | None = None) -> Any:
         if _Interrupt.seen or isinstance(exc, (KeyboardInterrupt, click.exceptions.Abort)):
             _interrupted()
         _fail(exc)
+
+
+def _stacks_on_usr1() -> None:
+    """``kill -USR1 <pid>``: every thread's Python stack on the process's stderr, and it
+    goes on (what jstack is to a JVM: where a command that seems stuck waits)."""
+    err = sys.__stderr__
+    if err is None:
+        return
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # stderr without a file
+        faulthandler.register(signal.SIGUSR1, file=err, all_threads=True, chain=False)
 
 
 def _interrupted() -> None:

@@ -19,6 +19,7 @@ from producers.exceptions import BadOptionError
 from producers.generator import FaultRates
 from producers.run import ProduceRequest, ProduceStats
 from producers.run import produce as run_produce
+from producers.workers import produce_in_workers
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -77,6 +78,17 @@ def share_option(name: str, help_text: str) -> Callable[[F], F]:
     show_default=True,
     help="simulated clock: event-time seconds per wall second",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help=env_help(
+        "producer processes sharing the rate and the count, each its own record stream "
+        "of the seed (one process tops out near 90k CDR/s; default 1)",
+        ProducerSettings,
+        "workers",
+    ),
+)
 @click.option("--topic", default=None, help="target topic (default: KAPPA_TOPIC_RAW)")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
 def produce(  # noqa: PLR0917 - click passes every option by position
@@ -90,6 +102,7 @@ def produce(  # noqa: PLR0917 - click passes every option by position
     clock: str,
     start: datetime | None,
     speed: float,
+    workers: int | None,
     topic: str | None,
     as_json: bool,
 ) -> None:
@@ -123,15 +136,30 @@ def produce(  # noqa: PLR0917 - click passes every option by position
         clock=the_clock,
         topic=topic,
     )
+    workers = defaults.workers if workers is None else workers
     with ProgressLine("produced", count, unit="CDRs", enabled=False if as_json else None) as line:
-        stats = run_produce(
-            KafkaSettings(),
-            RegistrySettings(),
-            TopicSettings(),
-            req,
-            on_progress=lambda s: line.update(s.sent),
-        )
-    _summary(stats, seed, topic or TopicSettings().raw, as_json)
+        if workers > 1:
+            stats = produce_in_workers(
+                KafkaSettings(),
+                RegistrySettings(),
+                TopicSettings(),
+                req,
+                workers,
+                on_progress=lambda s: line.update(s.sent),
+            )
+        else:
+            stats = run_produce(
+                KafkaSettings(),
+                RegistrySettings(),
+                TopicSettings(),
+                req,
+                on_progress=lambda s: line.update(s.sent),
+            )
+    _summary(stats, seed, topic or TopicSettings().raw, as_json, workers)
+
+
+def _in(workers: int) -> str:
+    return f", {workers} workers" if workers > 1 else ""
 
 
 def _clock(kind: str, start: datetime | None, speed: float, rate: float) -> Clock:
@@ -150,7 +178,7 @@ def _clock(kind: str, start: datetime | None, speed: float, rate: float) -> Cloc
     return WallClock()
 
 
-def _summary(stats: ProduceStats, seed: int, topic: str, as_json: bool) -> None:
+def _summary(stats: ProduceStats, seed: int, topic: str, as_json: bool, workers: int) -> None:
     faults = {k: v for k, v in sorted(stats.by_kind.items()) if k not in ("valid", "late")}
     if as_json:
         click.echo(
@@ -158,6 +186,7 @@ def _summary(stats: ProduceStats, seed: int, topic: str, as_json: bool) -> None:
                 {
                     "topic": topic,
                     "seed": seed,
+                    "workers": workers,
                     "sent": stats.sent,
                     "delivered": stats.delivered,
                     "errors": stats.errors,
@@ -170,7 +199,8 @@ def _summary(stats: ProduceStats, seed: int, topic: str, as_json: bool) -> None:
         return
     click.echo(
         f"produced {stats.sent:,} records to {topic} in {stats.seconds:.1f} s "
-        f"({stats.rate:,.0f}/s, seed {seed}): {stats.by_kind.get('valid', 0):,} valid, "
+        f"({stats.rate:,.0f}/s, seed {seed}{_in(workers)}): "
+        f"{stats.by_kind.get('valid', 0):,} valid, "
         f"{stats.by_kind.get('late', 0):,} late, {sum(faults.values()):,} faulty"
     )
     for kind, n in faults.items():

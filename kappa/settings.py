@@ -154,6 +154,9 @@ class ProducerSettings(BaseSettings):
 
     rate: float = Field(10.0, ge=0, description="records per second (0: as fast as possible)")
     seed: int | None = Field(None, description="random seed (default: a fresh one per run)")
+    workers: int = Field(
+        1, ge=1, le=64, description="producer processes, each its own stream of the seed"
+    )
     metrics_port: int = _metrics_port(9101)
     metrics_host: str = _metrics_host()
 

@@ -8,10 +8,16 @@ watermark), or the name of the rule it was made to fail (see
 
 Keys: the ``call_id`` as UTF-8. A duplicate therefore lands on the partition of
 its first copy, which keeps the validator's dedup state partition-local.
+
+Streams: the subscribers and towers come from the seed alone; ``stream`` (0, 1, ...)
+picks one of several independent record sequences over that population, each as
+deterministic as the seed's own (stream 0). ``kappa produce --workers N`` runs
+streams 0..N-1 side by side.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -101,6 +107,7 @@ class CdrGenerator:
         fast_header: bytes | None = None,
         towers: int = TOWER_COUNT,
         subscribers: int = SUBSCRIBER_COUNT,
+        stream: int = 0,
     ) -> None:
         faults.check()
         self._rng = random.Random(seed)
@@ -116,6 +123,8 @@ class CdrGenerator:
         while len(numbers) < subscribers:
             numbers.add(f"+947{rng.randrange(10**8):08d}")
         self.subscribers = sorted(numbers)
+        if stream:  # the same population, another sequence of records
+            self._rng = random.Random(stream_seed(seed, stream))
         self._recent_ids: deque[str] = deque(maxlen=1000)
         self._index = 0
         self._cum_types = _cumulative(CALL_TYPE_WEIGHTS)
@@ -339,6 +348,13 @@ class CdrGenerator:
             value = bytes([2]) + good[1:]
         key = record["call_id"].encode()
         return Generated(key, value, kind, None, now_ms, now_ms)
+
+
+def stream_seed(seed: int, stream: int) -> int:
+    """The seed of record stream ``stream`` (> 0) of ``seed``: unrelated to any other
+    seed's streams (a hash, not ``seed + stream``)."""
+    digest = hashlib.sha256(f"kappa-cdr-stream:{seed}:{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
 
 
 _NULLABLE_COLUMNS = (

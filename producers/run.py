@@ -33,6 +33,7 @@ class ProduceStats:
     errors: int = 0
     seconds: float = 0.0
     by_kind: Counter[str] = field(default_factory=Counter)
+    by_type: Counter[str] = field(default_factory=Counter)  # call types, "unknown" for none
 
     @property
     def rate(self) -> float:
@@ -48,6 +49,7 @@ class ProduceRequest:
     faults: FaultRates
     clock: Clock
     topic: str | None = None  # default: the raw topic
+    stream: int = 0  # the generator's record stream (``--workers``: one per worker)
 
 
 def build_generator(
@@ -71,6 +73,7 @@ def build_generator(
         encode_legacy=legacy.encode,
         faults=req.faults,
         fast_header=encoder.header,
+        stream=req.stream,
     )
 
 
@@ -97,7 +100,7 @@ def produce(
     if remaining:
         msg = f"{remaining} records still undelivered after 60 s; is Kafka at {kafka.bootstrap} up?"
         raise ProducerError(msg)
-    sender.synced.push(stats.by_kind, sender.types)
+    sender.synced.push(stats.by_kind, stats.by_type)
     return stats
 
 
@@ -115,8 +118,8 @@ class _Sender:
         self.topic = topic
         self.stats = stats
         self.on_progress = on_progress
-        self.types: Counter[str] = Counter()
-        self.synced = _MetricSync()
+        self.types = stats.by_type
+        self.synced = MetricSync()
         self.started = time.monotonic()
 
     def delivered(self, err: KafkaError | None, msg: Message) -> None:
@@ -174,7 +177,7 @@ class _Sender:
                     next_report = now + PROGRESS_EVERY_S
 
 
-class _MetricSync:
+class MetricSync:
     """Pushes counts to Prometheus in deltas, about once a second, off the hot path."""
 
     def __init__(self) -> None:
