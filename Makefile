@@ -47,7 +47,7 @@ up: install ## start the local stack (Kafka, Schema Registry)
 down: ## stop the local stack
 	$(KAPPA) stack down
 
-BENCHES := produce validate aggregate replay
+BENCHES := produce validate aggregate replay e2e
 
 .PHONY: airflow
 airflow: install ## start Airflow locally with the replay DAG (UI on KAPPA_AIRFLOW_PORT, default 8088)
