@@ -3,6 +3,7 @@
 falls behind.
 
     .venv/bin/python -m bench.e2e [--rate 2000] [--minutes 10] [--search] [--max-rate 64000]
+        [--bisections 3]
         [--speed 10] [--seed 2026] [--keep]
     make bench-e2e                      # the same with the defaults: one trial at 2000/s
 
@@ -1215,6 +1216,9 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0, help="D, minutes per trial")
     ap.add_argument("--search", action="store_true", help="find the highest flat rate")
     ap.add_argument("--max-rate", type=float, default=64000.0, help="the search's ceiling")
+    ap.add_argument(
+        "--bisections", type=int, default=3, help="the search's bisections at most (default 3)"
+    )
     ap.add_argument("--speed", type=float, default=10.0, help="event seconds per wall second")
     ap.add_argument("--seed", type=int, default=2026, help="the producer's seed")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
@@ -1227,7 +1231,12 @@ def main() -> None:
             history: list[tuple[float, bool]] = []
             while True:
                 rate = (
-                    next_rate(history, start=args.rate, max_rate=args.max_rate)
+                    next_rate(
+                        history,
+                        start=args.rate,
+                        max_rate=args.max_rate,
+                        max_bisections=args.bisections,
+                    )
                     if args.search
                     else (None if history else args.rate)
                 )
@@ -1273,6 +1282,7 @@ def main() -> None:
                 "speed": args.speed,
                 "seed": args.seed,
                 "max_rate": args.max_rate,
+                "max_bisections": args.bisections,
                 "sample_seconds": SAMPLE_S,
                 "aggregate": "kappa aggregate, default settings (local master, 30 s trigger)",
                 "validate": "kappa validate, default settings",
