@@ -84,7 +84,7 @@ def share_option(name: str, help_text: str) -> Callable[[F], F]:
     default=None,
     help=env_help(
         "producer processes sharing the rate and the count, each its own record stream "
-        "of the seed (one process tops out near 90k CDR/s; default 1)",
+        "of the seed (one process is bound by its CPU; default 1)",
         ProducerSettings,
         "workers",
     ),

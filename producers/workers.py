@@ -1,8 +1,9 @@
 """``kappa produce --workers N``: N processes, each producing its own stream of records.
 
-One Python process generates CDRs and hands them to librdkafka at about 90k a second
-(``bench/produce``: some 11 µs of CPU a record, 8 of them the generator's), so more
-takes more cores. Worker ``w`` runs ``produce`` with record stream ``w`` of the seed
+One Python process is bound by its CPU: a CDR generated, encoded and handed to
+librdkafka costs about three times the CPU of a record of Kafka's own
+ProducerPerformance (``bench/produce``), so more takes more cores. Worker ``w`` runs
+``produce`` with record stream ``w`` of the seed
 (the same subscribers and towers, its own sequence of records, as deterministic as
 the seed's: see ``producers.generator``), 1/N of the rate and of the count, for the
 same duration. Workers are spawned, not forked (librdkafka's threads do not survive a

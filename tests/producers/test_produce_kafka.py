@@ -88,14 +88,19 @@ def test_faulty_records_reach_the_topic_too(stack: StackHandle, topic: TopicFact
     assert len(read_all(stack, raw, 2000)) == 2000
 
 
-def test_cli_rate_and_summary(stack: StackHandle, topic: TopicFactory) -> None:
-    raw = topic(partitions=1)
-    env = {
+def cli_env(stack: StackHandle) -> dict[str, str]:
+    """The environment of ``kappa produce`` run as a subprocess against ``stack``."""
+    return {
         "KAPPA_KAFKA_BOOTSTRAP": stack.kafka.bootstrap,
         "KAPPA_SCHEMA_REGISTRY_URL": stack.registry.url,
         "KAPPA_PRODUCER_METRICS_PORT": "0",
         "PATH": "/usr/bin:/bin",
     }
+
+
+def test_cli_rate_and_summary(stack: StackHandle, topic: TopicFactory) -> None:
+    raw = topic(partitions=1)
+    env = cli_env(stack)
     out = subprocess.run(
         [
             sys.executable,
@@ -155,12 +160,7 @@ def test_workers_share_the_work_and_a_seed_gives_the_same_records(
     records, keys and timestamps; as many as asked, none twice."""
     import json
 
-    env = {
-        "KAPPA_KAFKA_BOOTSTRAP": stack.kafka.bootstrap,
-        "KAPPA_SCHEMA_REGISTRY_URL": stack.registry.url,
-        "KAPPA_PRODUCER_METRICS_PORT": "0",
-        "PATH": "/usr/bin:/bin",
-    }
+    env = cli_env(stack)
     runs = []
     for _ in range(2):
         raw = topic(partitions=3)
