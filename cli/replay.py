@@ -87,8 +87,10 @@ def replay(  # noqa: PLR0917 - click passes options positionally
     Reads the offsets that hold the range (message timestamps, minus and plus
     the lateness margin), keeps exactly the records whose event time is in it,
     and writes cdr/ (by event date and hour), billing_report/, network_health/,
-    manifest.json and _SUCCESS. A rerun replaces the range's output; a failed
-    run leaves the previous one intact. Refuses a reversed range, a range not
+    manifest.json and _SUCCESS into a new version of the range, run-<run id>/,
+    which the range's CURRENT file then names (replaced atomically). A rerun
+    replaces the range's output for readers that follow CURRENT; a failed run
+    leaves the previous one intact. Refuses a reversed range, a range not
     closed yet (its end within the lateness margin of now), and one older than
     the topic's retention.
     """

@@ -1,12 +1,15 @@
 """Files through Hadoop's FileSystem (the JVM's, via Spark): ``file://`` and ``hdfs://`` alike.
 
-The output of a range is published by renaming a finished staging folder over
-it, so that readers see the previous output or the new one, never a half-written
-one. Folders whose names start with ``_`` are hidden from Spark and Hadoop readers.
-A run holds the range's lock file (``_lock-<range id>``, created atomically) from
-its recovery of a crashed run's leftovers to its publication: a second replay of
-the same range, manual or scheduled, is refused rather than deleting the first's
-staging folder.
+A range's output is published as a new version folder, ``<root>/<range id>/run-<run id>/``,
+and the range's pointer file, ``<root>/<range id>/CURRENT``, names the version readers
+read: a finished version is moved in next to the current one, then the pointer is
+replaced in one atomic step (``rename(2)`` on a local disk, the NameNode's rename with
+overwrite on HDFS). A reader that follows the pointer sees the previous output or the
+new one, whole, never a half-written one and never none; the version it resolved stays
+until the publication after next (the current and the previous version are kept). A run
+holds the range's lock file (``_lock-<range id>``, created atomically) from its recovery
+of a crashed run's leftovers to its publication: a second replay of the same range,
+manual or scheduled, is refused rather than deleting the first's staging folder.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ log = logging.getLogger(__name__)
 STAGING_PREFIX = "_staging-"
 REPLACED_PREFIX = "_replaced-"
 LOCK_PREFIX = "_lock-"
+VERSION_PREFIX = "run-"
+CURRENT = "CURRENT"
+"""The pointer file of a range: the name of its current version folder, on one line."""
+POINTER_TMP_PREFIX = "_CURRENT.tmp-"
 
 
 def _alive(pid: int) -> bool:
@@ -65,6 +72,7 @@ class HadoopFs:
     def __init__(self, spark: SparkSession, root: str) -> None:
         jvm: Any = spark.sparkContext._jvm
         self._jvm = jvm
+        self._gateway: Any = spark.sparkContext._gateway
         self._conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
         self.root = normalize(root)
         self._fs = self._path(self.root).getFileSystem(self._conf)
@@ -174,12 +182,27 @@ class HadoopFs:
 
     # -- publishing -------------------------------------------------------------------------
 
+    def current(self, name: str) -> str | None:
+        """The URL of range ``name``'s current version; None when it has no published output.
+
+        A range published before pointers existed (its files directly in the range's
+        folder) is its own current version.
+        """
+        folder = join(self.root, name)
+        pointer = join(folder, CURRENT)
+        if self.exists(pointer):
+            return join(folder, self.read_text(pointer).strip())
+        if self.exists(join(folder, "manifest.json")) or self.exists(join(folder, "_SUCCESS")):
+            return folder
+        return None
+
     def recover(self, name: str) -> None:
         """Undo what a crashed run of ``name`` left behind under the root.
 
-        A staging folder is deleted. A replaced folder is put back when the
-        target is missing (the crash fell between the two renames of
-        ``publish``), deleted otherwise.
+        A staging folder is deleted; so are a version the pointer does not name yet
+        (the crash fell between the move and the pointer's swap) and a half-written
+        pointer. A folder set aside by the two-rename swap of earlier releases is put
+        back when the range has no output, deleted otherwise.
         """
         target = join(self.root, name)
         for child in self.children(self.root):
@@ -194,20 +217,55 @@ class HadoopFs:
                     )
                 else:
                     self.delete(url)
+        if self.exists(join(target, CURRENT)):
+            self._prune(name)
 
     def publish(self, staging: str, name: str, run_id: str) -> str:
-        """Swap the finished ``staging`` folder in as ``<root>/<name>``; return its URL."""
-        target = join(self.root, name)
-        replaced = join(self.root, f"{REPLACED_PREFIX}{name}-{run_id}")
-        had_previous = self.exists(target)
-        if had_previous and not self.rename(target, replaced):
-            msg = f"could not move the previous output {target} aside"
+        """Publish the finished ``staging`` folder as range ``name``'s current version.
+
+        The folder moves to ``<root>/<name>/run-<run_id>`` (invisible to readers, who
+        follow the pointer), the pointer is replaced atomically, then versions older
+        than the previous one are deleted. Returns the new version's URL.
+        """
+        folder = join(self.root, name)
+        version = f"{VERSION_PREFIX}{run_id}"
+        url = join(folder, version)
+        self.mkdirs(folder)
+        if not self.rename(staging, url):
+            msg = f"could not rename {staging} to {url}"
             raise OSError(msg)
-        if not self.rename(staging, target):
-            if had_previous:
-                self.rename(replaced, target)
-            msg = f"could not rename {staging} to {target}"
-            raise OSError(msg)
-        if had_previous:
-            self.delete(replaced)
-        return target
+        self._point(folder, version, run_id)
+        self._prune(name)
+        return url
+
+    def _point(self, folder: str, version: str, run_id: str) -> None:
+        """Replace ``<folder>/CURRENT`` with one naming ``version``, atomically."""
+        pointer = join(folder, CURRENT)
+        tmp = join(folder, f"{POINTER_TMP_PREFIX}{run_id}")
+        parsed = urlparse(pointer)
+        if parsed.scheme == "file":
+            # Python's own files: no Hadoop checksum file beside them to go stale.
+            path = Path(unquote(parsed.path))
+            staged = path.with_name(f"{POINTER_TMP_PREFIX}{run_id}")
+            staged.write_text(f"{version}\n", encoding="utf-8")
+            os.replace(staged, path)
+            return
+        self.write_text(tmp, f"{version}\n")
+        hadoop = self._jvm.org.apache.hadoop.fs
+        context = hadoop.FileContext.getFileContext(self._fs.getUri(), self._conf)
+        options = self._gateway.new_array(hadoop.Options.Rename, 1)
+        options[0] = hadoop.Options.Rename.OVERWRITE
+        context.rename(self._path(tmp), self._path(pointer), options)
+
+    def _prune(self, name: str) -> None:
+        """Keep the pointer, the current version and the one before it; delete the rest
+        of the range's folder (older versions, a pre-pointer layout's files, leftovers)."""
+        folder = join(self.root, name)
+        current = self.read_text(join(folder, CURRENT)).strip()
+        versions = [
+            c for c in self.children(folder) if c.startswith(VERSION_PREFIX) and c < current
+        ]
+        keep = {CURRENT, current, *versions[-1:]}
+        for child in self.children(folder):
+            if child not in keep:
+                self.delete(join(folder, child))

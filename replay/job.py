@@ -1,6 +1,7 @@
 """The replay job: planned offsets of ``cdr.valid`` → Parquet, through the aggregation's transforms.
 
-Output of a range, at ``<root>/<range id>/``::
+Output of a range: a version folder, ``<root>/<range id>/run-<run id>/``, named by the
+range's pointer file ``<root>/<range id>/CURRENT`` once whole::
 
     cdr/               the records of [from, to), partitioned by event_date / event_hour
     billing_report/    streams.aggregate.tables.BILLING over them (the stream's own function)
@@ -15,9 +16,11 @@ range (in, before, after, undecodable) and by event date and hour; ``where=in``
 becomes ``cdr/`` by a rename, and the counts and both aggregations read the
 columnar Parquet rather than the topic again.
 
-Everything is written into a hidden staging folder next to the target and
-swapped in by renames (``fs.HadoopFs.publish``): a rerun replaces the output
-of the range, a failed run leaves the previous output as it was.
+Everything is written into a hidden staging folder next to the range and
+published by moving it in as a new version and replacing the pointer atomically
+(``fs.HadoopFs.publish``): a rerun replaces the range's output for readers that
+follow the pointer without a moment when there is none; a failed run leaves the
+previous output as it was.
 
 The steps live by concern: ``read`` (the topic, decoding), ``transform`` (where a
 record stands, its hour), ``counts`` (what the manifest counts), ``write`` (the
@@ -47,7 +50,7 @@ from replay.counts import (
     count_rows,
     network_totals,
 )
-from replay.fs import HadoopFs, join, normalize
+from replay.fs import HadoopFs, join
 from replay.manifest import Manifest, Summary
 from replay.plan import ReplayPlan, iso
 from replay.progress import Progress
@@ -82,16 +85,11 @@ __all__ = [
     "ReplayContext",
     "Stopwatch",
     "new_run_id",
-    "range_url",
     "run",
     "run_conf",
 ]
 
 log = logging.getLogger(__name__)
-
-
-def range_url(root: str, plan: ReplayPlan) -> str:
-    return join(normalize(root), plan.range_id)
 
 
 RUN_CONF = {

@@ -1,5 +1,9 @@
 """Read a published replay without Spark: the manifest, ``_SUCCESS`` and ``cdr/``'s row count.
 
+Readers follow the range's pointer (``<root>/<range id>/CURRENT``, see ``replay.fs``)
+once, then read every file from the version it names: a rerun publishing meanwhile
+neither hides the range nor mixes two versions' files.
+
 A replay's output is small to check: one JSON file, one marker, and the row
 count of ``cdr/``, which Parquet keeps in its footers. Under a local path or a
 ``file://`` URL these are plain file reads and pyarrow; only an ``hdfs://`` (or
@@ -14,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
-from replay.fs import join, normalize
+from replay.fs import CURRENT, join, normalize
 from replay.manifest import Manifest
 
 
@@ -76,11 +80,24 @@ def is_local(url: str) -> bool:
 
 
 def open_range(root: str, range_id: str, spark: Callable[[], Any]) -> PublishedRange:
-    """The published range ``range_id`` under ``root``; ``spark()`` is called only for Hadoop."""
+    """The current version of range ``range_id`` under ``root`` (the range's folder when it
+    has none); ``spark()`` is called only for Hadoop."""
     url = join(normalize(root), range_id)
     if is_local(url):
-        return LocalRange(url)
-    return HadoopRange(url, spark())
+        return LocalRange(local_current(url))
+    from replay.fs import HadoopFs
+
+    session = spark()
+    return HadoopRange(HadoopFs(session, root).current(range_id) or url, session)
+
+
+def local_current(url: str) -> str:
+    """The version a local range's pointer names (the range's folder without a pointer)."""
+    pointer = Path(unquote(urlparse(url).path)) / CURRENT
+    try:
+        return join(url, pointer.read_text(encoding="utf-8").strip())
+    except FileNotFoundError:
+        return url
 
 
 def read_manifest(published: PublishedRange, name: str) -> Manifest | None:

@@ -119,13 +119,3 @@ def write_manifest(fs: HadoopFs, staging: str, manifest: Manifest) -> None:
     """``manifest.json``, then ``_SUCCESS`` (written last)."""
     fs.write_text(join(staging, MANIFEST), manifest.to_json())
     fs.write_text(join(staging, SUCCESS), "")
-
-
-def read_manifest(spark: SparkSession, root: str, plan_or_id: ReplayPlan | str) -> Manifest:
-    """The manifest of a published range (``FileNotFoundError`` when there is none)."""
-    rid = plan_or_id.range_id if isinstance(plan_or_id, ReplayPlan) else plan_or_id
-    fs = HadoopFs(spark, root)
-    url = join(fs.root, rid, MANIFEST)
-    if not fs.exists(url):
-        raise FileNotFoundError(url)
-    return Manifest.from_json(fs.read_text(url), path=join(fs.root, rid))

@@ -34,6 +34,7 @@ from replay.plan import range_id
 from schemas import SchemaName, WireEncoder
 from schemas.contract import load_schema, register, schema_text, subject
 from tests.harness.stack import StackHandle, TopicFactory
+from tests.replay.conftest import published_folder
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 
@@ -171,7 +172,7 @@ def read_table(folder: Path) -> pd.DataFrame:
 
 
 def outputs(root: Path, start: datetime, end: datetime) -> dict[str, pd.DataFrame]:
-    folder = root / range_id(start, end)
+    folder = published_folder(root, range_id(start, end))
     return {name: read_table(folder / name) for name in ("cdr", "billing_report", "network_health")}
 
 
@@ -203,7 +204,7 @@ def test_each_run_replays_verifies_and_reports_its_interval(
     ):
         assert state == "success", tasks
         assert tasks == dict.fromkeys(["wait_closed", "replay", "verify", "metrics"], "success")
-        folder = backfill.output / range_id(start, end)
+        folder = published_folder(backfill.output, range_id(start, end))
         assert (folder / "_SUCCESS").exists()
         manifest = json.loads((folder / "manifest.json").read_text())
         want = scenario.expected(start, end)
@@ -279,7 +280,7 @@ def test_a_manifest_that_disagrees_with_the_log_fails_the_run(
     start, end = INTERVALS[1]
     doctored = tmp_path / "doctored"
     shutil.copytree(backfill.output / range_id(start, end), doctored / range_id(start, end))
-    manifest_path = doctored / range_id(start, end) / "manifest.json"
+    manifest_path = published_folder(doctored, range_id(start, end)) / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["counts"]["records"] += 1
     manifest_path.write_text(json.dumps(manifest))

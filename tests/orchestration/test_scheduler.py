@@ -35,6 +35,7 @@ from stack.net import free_port
 from tests.harness.stack import StackHandle, TopicFactory
 from tests.orchestration.live import LiveAirflow
 from tests.orchestration.test_dag_run import write_valid
+from tests.replay.conftest import published_folder
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 
@@ -135,7 +136,7 @@ def test_a_manual_trigger_replays_the_last_complete_interval(live: Live) -> None
     durations = {t: tasks[t]["duration"] for t in TASKS}
     print(f"\nmanual run task seconds: {durations}")
     assert run["state"] == "success", {t: tasks[t]["state"] for t in TASKS}
-    folder = live.state / "replay" / range_id(live.start, live.end)
+    folder = published_folder(live.state / "replay", range_id(live.start, live.end))
     assert (folder / "_SUCCESS").exists()
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["counts"]["records"] == len(live.call_ids)
@@ -154,7 +155,7 @@ def test_a_trigger_with_a_logical_date_replays_the_interval_before_it(live: Live
     durations = {t: tasks[t]["duration"] for t in TASKS}
     print(f"\nlogical-date run task seconds: {durations}")
     assert run["state"] == "success", {t: tasks[t]["state"] for t in TASKS}
-    folder = live.other_output / range_id(live.start, live.end)
+    folder = published_folder(live.other_output, range_id(live.start, live.end))
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["counts"]["records"] == len(live.call_ids)
     assert sorted(pd.read_parquet(folder / "cdr")["call_id"]) == live.call_ids

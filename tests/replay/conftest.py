@@ -98,3 +98,9 @@ def minutes(m: float) -> timedelta:
 
 def unique() -> str:
     return uuid.uuid4().hex[:8]
+
+
+def published_folder(root: Path, rid: str) -> Path:
+    """The version folder a local range's pointer (``<root>/<rid>/CURRENT``) names."""
+    folder = root / rid
+    return folder / (folder / "CURRENT").read_text(encoding="utf-8").strip()

@@ -12,6 +12,7 @@ from pyspark.sql import SparkSession
 from replay import runner
 from replay.fs import HadoopFs
 from replay.plan import range_id
+from replay.published import open_range
 from tests.harness.stack import HdfsHandle, StackHandle
 from tests.replay.conftest import DAY, CdrTopic, cdr, minutes, settings_for, unique
 
@@ -40,7 +41,7 @@ def test_replay_to_hdfs_reads_back_equal_to_the_local_replay(
 
     local = runner.replay_range(settings_for(stack, local_root), T1, T2, topic=t.name, spark=spark)
     remote = runner.replay_range(settings_for(stack, hdfs_root), T1, T2, topic=t.name, spark=spark)
-    assert remote.path == f"{hdfs_root}/{range_id(T1, T2)}"
+    assert remote.path == f"{hdfs_root}/{range_id(T1, T2)}/run-{remote.run_id}"
     assert remote.path.startswith("hdfs://")
     for sub in ("cdr", "billing_report", "network_health"):
         assert rows(spark, remote.path, sub) == rows(spark, local.path, sub), sub
@@ -49,10 +50,20 @@ def test_replay_to_hdfs_reads_back_equal_to_the_local_replay(
     timings = {"seconds": 0, "seconds_with_startup": 0, "stage_seconds": {}}
     assert remote.summary.to_dict() | timings == local.summary.to_dict() | timings
 
-    # A rerun on HDFS replaces the range: one folder, new run id, same rows.
+    # A rerun on HDFS replaces the range: one folder, a new version the pointer names
+    # (replaced through the NameNode's rename with overwrite), the previous one kept.
     again = runner.replay_range(settings_for(stack, hdfs_root), T1, T2, topic=t.name, spark=spark)
     fs = HadoopFs(spark, hdfs_root)
     assert fs.children(hdfs_root) == [range_id(T1, T2)]
+    assert fs.current(range_id(T1, T2)) == again.path
+    assert fs.children(f"{hdfs_root}/{range_id(T1, T2)}") == [
+        "CURRENT",
+        f"run-{remote.run_id}",
+        f"run-{again.run_id}",
+    ]
+    pub = open_range(hdfs_root, range_id(T1, T2), lambda: spark)
+    assert pub.url == again.path
+    assert pub.parquet_rows("cdr") == 120
     assert fs.exists(f"{again.path}/_SUCCESS")
     assert again.run_id != remote.run_id
     assert rows(spark, again.path, "cdr") == rows(spark, local.path, "cdr")

@@ -20,7 +20,14 @@ from replay.manifest import Manifest
 from replay.plan import range_id
 from streams.aggregate import tables
 from tests.harness.stack import StackHandle
-from tests.replay.conftest import DAY, CdrTopic, cdr, minutes, settings_for
+from tests.replay.conftest import (
+    DAY,
+    CdrTopic,
+    cdr,
+    minutes,
+    published_folder,
+    settings_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 
@@ -110,7 +117,8 @@ def test_replay_is_exact_in_event_time_and_idempotent(
     expected = expected_in_range(records)
     first = runner.replay_range(s, T1, T2, topic=t.name, spark=spark)
 
-    assert first.path.endswith(f"/{range_id(T1, T2)}")
+    assert first.path.endswith(f"/{range_id(T1, T2)}/run-{first.run_id}")
+    assert published_folder(tmp_path / "replay", range_id(T1, T2)).resolve().as_uri() == first.path
     cdrs = spark.read.parquet(f"{first.path}/cdr")
     rows = cdrs.collect()
     assert sorted(r["call_id"] for r in rows) == sorted(expected)  # nothing more, nothing less
@@ -160,7 +168,14 @@ def test_replay_is_exact_in_event_time_and_idempotent(
     health_before = read_rows(spark, first.path, "network_health")
     second = runner.replay_range(s, T1, T2, topic=t.name, spark=spark)
     assert second.run_id != first.run_id
-    assert second.path == first.path
+    # The rerun is a new version; the pointer names it; the previous one stays for readers
+    # that resolved the pointer before the swap.
+    assert published_folder(tmp_path / "replay", range_id(T1, T2)).resolve().as_uri() == second.path
+    assert folders(tmp_path / "replay" / range_id(T1, T2)) == [
+        "CURRENT",
+        f"run-{first.run_id}",
+        f"run-{second.run_id}",
+    ]
     assert read_rows(spark, second.path, "cdr") == cdr_before  # identical rows, one copy
     assert read_rows(spark, second.path, "billing_report") == billing_before
     assert read_rows(spark, second.path, "network_health") == health_before
@@ -192,7 +207,8 @@ def test_a_failed_run_leaves_the_previous_output(
     monkeypatch.undo()
 
     assert folders(tmp_path / "replay") == [range_id(T1, T2)]
-    root = Path(first.path.removeprefix("file://"))
+    root = published_folder(tmp_path / "replay", range_id(T1, T2))
+    assert root.resolve().as_uri() == first.path
     assert json.loads((root / "manifest.json").read_text())["run_id"] == first.run_id
     assert (root / "_SUCCESS").exists()
     assert read_rows(spark, first.path, "cdr") == before
@@ -228,7 +244,7 @@ def test_api_replays_verifies_and_reports_an_interval(
     assert got.towers == len({r["tower_id"] for r in expected.values()})
     assert got.revenue == manifest.summary.revenue
 
-    folder = out / range_id(T1, T2)
+    folder = published_folder(out, range_id(T1, T2))
     tampered = json.loads((folder / "manifest.json").read_text())
     tampered["counts"]["records"] += 1
     (folder / "manifest.json").write_text(json.dumps(tampered))
