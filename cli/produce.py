@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -111,31 +112,9 @@ def produce(  # noqa: PLR0917 - click passes every option by position
     The key is the call_id; the message timestamp is the event time.
     """
     defaults = ProducerSettings()
-    rate = defaults.rate if rate is None else rate
-    if rate < 0:
-        msg = f"--rate must be 0 or more, got {rate}"
-        raise BadOptionError(msg)
-    seed = seed if seed is not None else defaults.seed
-    seed = seed if seed is not None else secrets.randbits(32)
-    faults = FaultRates(bad=bad_rate, duplicate=duplicate_rate, late=late_rate)
-    try:
-        faults.check()
-    except ValueError as exc:
-        raise BadOptionError(str(exc)) from exc
-    the_clock = _clock(clock, start, speed, rate)
-    if count is None and duration is None:
-        msg = "give --count N or --duration SECONDS"
-        raise BadOptionError(msg)
+    req = _request(defaults, rate, count, duration, seed, bad_rate, duplicate_rate, late_rate)
+    req = replace(req, clock=_clock(clock, start, speed, req.rate), topic=topic)
     metrics.serve(defaults.metrics_port, defaults.metrics_host, prefixes=("kappa_producer_",))
-    req = ProduceRequest(
-        rate=rate,
-        count=count,
-        duration_s=duration,
-        seed=seed,
-        faults=faults,
-        clock=the_clock,
-        topic=topic,
-    )
     workers = defaults.workers if workers is None else workers
     with ProgressLine("produced", count, unit="CDRs", enabled=False if as_json else None) as line:
         if workers > 1:
@@ -155,7 +134,37 @@ def produce(  # noqa: PLR0917 - click passes every option by position
                 req,
                 on_progress=lambda s: line.update(s.sent),
             )
-    _summary(stats, seed, topic or TopicSettings().raw, as_json, workers)
+    _summary(stats, req.seed, topic or TopicSettings().raw, as_json, workers)
+
+
+def _request(  # noqa: PLR0917 - the command's options, checked
+    defaults: ProducerSettings,
+    rate: float | None,
+    count: int | None,
+    duration: float | None,
+    seed: int | None,
+    bad_rate: float,
+    duplicate_rate: float,
+    late_rate: float,
+) -> ProduceRequest:
+    """The request the options describe (wall clock), or ``BadOptionError`` naming the flag."""
+    rate = defaults.rate if rate is None else rate
+    if rate < 0:
+        msg = f"--rate must be 0 or more, got {rate}"
+        raise BadOptionError(msg)
+    seed = seed if seed is not None else defaults.seed
+    seed = seed if seed is not None else secrets.randbits(32)
+    faults = FaultRates(bad=bad_rate, duplicate=duplicate_rate, late=late_rate)
+    try:
+        faults.check()
+    except ValueError as exc:
+        raise BadOptionError(str(exc)) from exc
+    if count is None and duration is None:
+        msg = "give --count N or --duration SECONDS"
+        raise BadOptionError(msg)
+    return ProduceRequest(
+        rate=rate, count=count, duration_s=duration, seed=seed, faults=faults, clock=WallClock()
+    )
 
 
 def _in(workers: int) -> str:

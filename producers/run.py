@@ -13,6 +13,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from kappa import clients
 from kappa.settings import KafkaSettings, RegistrySettings, TopicSettings
+from kappa.topics import require_topics
 from monitoring import metrics
 from producers.clock import Clock
 from producers.exceptions import ProducerError
@@ -92,8 +93,11 @@ def produce(
         raise ProducerError(msg)
     gen = build_generator(registry, topics, req)
     producer = clients.producer(kafka, **(producer_overrides or {}))
+    topic = req.topic or topics.raw
+    # A missing topic is one clear error, not every record counted as failed.
+    require_topics(producer, [topic], kafka.bootstrap)
     stats = ProduceStats()
-    sender = _Sender(producer, req.topic or topics.raw, stats, on_progress)
+    sender = _Sender(producer, topic, stats, on_progress)
     sender.run(gen, req)
     remaining = producer.flush(60)
     stats.seconds = time.monotonic() - sender.started

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
@@ -185,3 +187,20 @@ def test_workers_share_the_work_and_a_seed_gives_the_same_records(
     assert runs[0] == runs[1]
     assert sum(runs[0].values()) == 3001
     assert len({k for k, _, _ in runs[0]}) > 2900  # call_ids: duplicates only where injected
+
+
+def test_a_missing_topic_is_named_before_anything_is_sent(stack: StackHandle) -> None:
+    missing = f"no-such-topic-{uuid.uuid4().hex[:8]}"
+    out = subprocess.run(
+        [sys.executable, "-m", "cli", "produce", "--topic", missing, "--count", "5"],
+        capture_output=True,
+        text=True,
+        env=cli_env(stack),
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 1, out.stderr
+    assert f"topic(s) {missing} does not exist on {stack.kafka.bootstrap}" in out.stderr
+    assert "Traceback" not in out.stderr
+    admin = AdminClient({"bootstrap.servers": stack.kafka.bootstrap})
+    assert missing not in admin.list_topics(timeout=30).topics  # nothing auto-created
