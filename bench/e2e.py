@@ -91,10 +91,7 @@ import contextlib
 import json
 import math
 import os
-import resource
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -121,10 +118,9 @@ from stack.net import free_ports
 from stack.topics import compacted_topics, delete_topics, ensure_topics
 from streams.validate.ledger import ledger
 from streams.validate.repartition import topic_name
+from tests.harness.proc import KappaProc as Proc
 from tests.harness.stack import StackHandle
 
-PROJECT = Path(__file__).resolve().parents[1]
-KAPPA = str(Path(sys.executable).with_name("kappa"))
 TOPIC_FIELDS = ("raw", "valid", "dlq", "billing", "network", "late")
 STAGES = ("producer", "validator", "aggregation")
 CPU_STAGES = ("producer", "validator", "aggregation", "kafka", "registry")
@@ -362,97 +358,6 @@ def backlog(ends: Mapping[int, int], done: Mapping[int, int]) -> int:
 
 class TrialError(Exception):
     """A trial that could not go on: a process ended, a wait ran out."""
-
-
-def _cpu_of(usage: resource.struct_rusage) -> float:
-    return float(usage.ru_utime + usage.ru_stime)
-
-
-class Proc:
-    """A ``kappa`` command in its own process group, logged to ``<name>.out`` (stdout) and
-    ``<name>.log`` (stderr). Reaped only here, so that the kernel's account of its CPU
-    (``exit_cpu_s``, with its reaped children) is known."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], folder: Path) -> None:
-        self.name = name
-        self.args = args
-        self.env = env
-        self.out = folder / f"{name}.out"
-        self.log = folder / f"{name}.log"
-        self.popen: subprocess.Popen[bytes] | None = None
-        self.started = 0.0
-        self.exit_cpu_s: float | None = None
-
-    def start(self) -> None:
-        with self.out.open("ab") as out, self.log.open("ab") as err:
-            self.started = time.time()
-            self.popen = subprocess.Popen(
-                [KAPPA, *self.args],
-                env=self.env,
-                cwd=PROJECT,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-            )
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.popen is None else self.popen.pid
-
-    def _reap(self, timeout: float | None) -> int | None:
-        """Wait at most ``timeout`` seconds (None: only look); the exit status or None."""
-        if self.popen is None:
-            return None
-        if self.popen.returncode is not None:
-            return self.popen.returncode
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        try:
-            code = self.popen.poll() if timeout is None else self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-        if code is not None:
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            self.exit_cpu_s = _cpu_of(after) - _cpu_of(before)
-        return code
-
-    def poll(self) -> int | None:
-        return self._reap(None)
-
-    @property
-    def running(self) -> bool:
-        return self.popen is not None and self.poll() is None
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def stdout(self) -> str:
-        return self.out.read_text(errors="replace") if self.out.exists() else ""
-
-    def tail(self, chars: int = 2000) -> str:
-        return f"--- {self.name} stderr\n{self.text()[-chars:]}"
-
-    def terminate(self) -> None:
-        """SIGTERM to the command itself: it finishes its work in flight and stops."""
-        if self.popen is not None and self.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.popen.send_signal(signal.SIGTERM)
-
-    def wait(self, timeout: float) -> int | None:
-        """The exit status within ``timeout`` seconds, else SIGKILL to the group and None."""
-        if self.popen is None:
-            return None
-        code = self._reap(max(timeout, 0.0))
-        if code is None:
-            self.kill()
-        return code
-
-    def kill(self) -> None:
-        """SIGKILL to the whole process group (the command and any JVM it started)."""
-        if self.popen is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        self._reap(30.0)
 
 
 class CpuMeter:
@@ -867,10 +772,10 @@ class Trial:
             for watch in self.watches.values():
                 watch.stopping.set()
             for proc in procs:
-                proc.terminate()
+                proc.send_term()
             deadline = time.monotonic() + STOP_S
             for proc in procs:
-                code = proc.wait(deadline - time.monotonic()) if proc.popen else None
+                code = proc.wait_or_kill(deadline - time.monotonic()) if proc.popen else None
                 exits[proc.name] = code
             for proc in [*procs, *([self.producer] if self.producer else [])]:
                 proc.kill()  # what is left of each group (a JVM)

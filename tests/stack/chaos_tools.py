@@ -10,18 +10,12 @@ of their input topics; ``elect_preferred_leaders``: leaders back on a revived br
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import io
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from urllib.error import HTTPError
 from urllib.parse import quote, urlencode, urlparse
@@ -32,85 +26,26 @@ import pyarrow.parquet as pq
 from confluent_kafka import Consumer, ElectionType, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from stack.layout import repo_root
+from tests.harness.proc import KappaProc
 
 BATCH = re.compile(r"batch id=(\d+) windows=")
-KAPPA = str(Path(sys.executable).with_name("kappa"))
 
 
-class Proc:
-    """A ``kappa`` subprocess in its own process group (a driver and its JVM), logged
-    to ``<name>.out`` (stdout) and ``<name>.log`` (stderr)."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], folder: Path) -> None:
-        self.name = name
-        self.args = args
-        self.env = env
-        self.out = folder / f"{name}.out"
-        self.log = folder / f"{name}.log"
-        self.popen: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Proc:
-        with self.out.open("ab") as out, self.log.open("ab") as err:
-            self.popen = subprocess.Popen(
-                [KAPPA, *self.args],
-                env=self.env,
-                cwd=repo_root(),
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-            )
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def stdout(self) -> str:
-        return self.out.read_text(errors="replace") if self.out.exists() else ""
-
-    def tail(self, chars: int = 3000) -> str:
-        return (
-            f"--- {self.name} stdout\n{self.stdout()[-chars:]}\n"
-            f"--- {self.name} stderr\n{self.text()[-chars:]}"
-        )
+class Proc(KappaProc):
+    """A ``kappa`` command whose waits are assertions: one that does not end in time
+    fails the test with its output."""
 
     def wait(self, timeout: float) -> int:
-        assert self.popen is not None
-        try:
-            return self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        code = self.wait_or_kill(timeout)
+        if code is None:
             msg = f"{self.name} did not end within {timeout:.0f} s\n{self.tail()}"
-            raise AssertionError(msg) from None
+            raise AssertionError(msg)
+        return code
 
     def terminate(self, timeout: float) -> int:
         """SIGTERM to the command itself (it stops its work cleanly); its exit status."""
-        assert self.popen is not None
-        if self.running:
-            self.popen.send_signal(signal.SIGTERM)
+        self.send_term()
         return self.wait(timeout)
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group: the command and the JVM it started."""
-        if self.popen is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(60)
-
-    def dump_stacks(self) -> None:
-        """Ask the command for every thread's Python stack (``kappa`` prints them on
-        stderr at SIGUSR1): where it waits, when it seems stuck."""
-        if self.running:
-            assert self.popen is not None
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.popen.pid, signal.SIGUSR1)
-            time.sleep(1.0)
 
     def batch_ids(self) -> list[int]:
         return sorted({int(m) for m in BATCH.findall(self.text())})
