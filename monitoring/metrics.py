@@ -129,12 +129,6 @@ REPLAY_INTERVAL_TOWERS = Gauge(
 REPLAY_INTERVAL_REVENUE = Gauge(
     "kappa_replay_interval_revenue", "Revenue of the last replayed interval (rate-card currency)"
 )
-PARITY_DIFFERENCES = Gauge(
-    "kappa_parity_differences",
-    "Aggregate rows where stream and replay differ, last parity check, by table and kind "
-    "(explained: by late records; unexplained)",
-    ["table", "kind"],
-)
 
 
 # -- aggregate (Spark Structured Streaming; fed by streams.aggregate.listener) --------------

@@ -35,7 +35,6 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812
 from pyspark.sql.types import DoubleType
 
-from monitoring import metrics
 from replay import runner
 from replay.exceptions import ParityError
 from replay.fs import HadoopFs, join, normalize
@@ -257,7 +256,7 @@ def _late_by_key(late: DataFrame, key: str) -> dict[tuple[int, str], int]:
 
 
 def _report_done(report: ParityReport) -> None:
-    """The differences as gauges, and a log line."""
+    """A log line of the outcome (the report itself is the command's output)."""
     log.info(
         "parity from=%s to=%s windows=%s explained=%s unexplained=%s",
         iso(report.start),
@@ -266,13 +265,6 @@ def _report_done(report: ParityReport) -> None:
         len(report.explained),
         len(report.unexplained),
     )
-    for t in TABLES:
-        metrics.PARITY_DIFFERENCES.labels(t.name, "explained").set(
-            sum(d.table == t.name for d in report.explained)
-        )
-        metrics.PARITY_DIFFERENCES.labels(t.name, "unexplained").set(
-            sum(d.table == t.name for d in report.unexplained)
-        )
 
 
 def _read_after(spark: SparkSession, s: runner.Settings, plan: ReplayPlan) -> DataFrame:
