@@ -24,8 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kappa import clients
 from kappa.logging import configure_logging
 from kappa.settings import KafkaSettings, RegistrySettings, TopicSettings
+from kappa.topics import require_topics
 from monitoring import metrics
 from producers.clock import SimulatedClock
 from producers.exceptions import ProducerError
@@ -122,6 +124,7 @@ def produce_in_workers(
     """``produce`` in ``workers`` processes; their summed figures."""
     requests = split(req, workers)
     build_generator(registry, topics, req)  # the schemas registered once, errors said here
+    require_topics(clients.admin(kafka), [req.topic or topics.raw], kafka.bootstrap)  # here too
     ctx = multiprocessing.get_context("spawn")
     reports: multiprocessing.Queue[Report] = ctx.Queue()
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel())

@@ -242,13 +242,11 @@ class HadoopFs:
         """Replace ``<folder>/CURRENT`` with one naming ``version``, atomically."""
         pointer = join(folder, CURRENT)
         tmp = join(folder, f"{POINTER_TMP_PREFIX}{run_id}")
-        parsed = urlparse(pointer)
-        if parsed.scheme == "file":
+        if urlparse(pointer).scheme == "file":
             # Python's own files: no Hadoop checksum file beside them to go stale.
-            path = Path(unquote(parsed.path))
-            staged = path.with_name(f"{POINTER_TMP_PREFIX}{run_id}")
+            staged = Path(unquote(urlparse(tmp).path))
             staged.write_text(f"{version}\n", encoding="utf-8")
-            os.replace(staged, path)
+            os.replace(staged, Path(unquote(urlparse(pointer).path)))
             return
         self.write_text(tmp, f"{version}\n")
         hadoop = self._jvm.org.apache.hadoop.fs
